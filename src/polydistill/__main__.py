@@ -1,0 +1,5 @@
+import sys
+
+from polydistill.cli import main
+
+sys.exit(main())

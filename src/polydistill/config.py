@@ -1,0 +1,409 @@
+"""The run config: one YAML file that describes a whole distillation run.
+
+Every section is a pydantic model with ``extra="forbid"``, so a misspelt key is refused instead of
+silently ignored. :func:`load_config` turns pydantic's errors into one message that names the
+file, the line and the field, and what was expected. Checks that need the teacher (a layer index it
+does not have) live in :func:`check_against_teacher`, which runs before any weights are loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from polydistill.errors import ConfigError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- models
+
+
+class FinetuneConfig(Section):
+    """Teach the teacher the task first (gold labels, cross-entropy), on the same Trainer machinery."""
+
+    data: DataSourceConfig
+    training: dict[str, Any] = Field(default_factory=dict)
+    freeze_word_embeddings: bool = Field(
+        default=True,
+        description="keep the word-embedding matrix fixed: in a multilingual encoder it holds most "
+        "parameters (cheap to skip in the optimizer), and updating only the rows of the task "
+        "language's tokens would pull that language away from the others",
+    )
+
+
+class TeacherConfig(Section):
+    model: str = Field(description="local directory, Hugging Face id, or offline:<name>")
+    revision: str | None = None
+    trust_remote_code: bool = False
+    finetune: FinetuneConfig | None = None
+
+
+class TrimVocabularyConfig(Section):
+    """Keep only the tokens that the served languages use (see ``polydistill trim``)."""
+
+    languages: list[str] = Field(min_length=1)
+    corpus: list[str] = Field(default_factory=lambda: ["catalogs:all"])
+    min_count: int = Field(default=1, ge=1)
+    max_vocab: int | None = Field(default=None, ge=1)
+
+
+class StudentConfig(Section):
+    model: str | None = Field(
+        default=None,
+        description="start from this model instead of the teacher (e.g. a multilingual student "
+        "for an English teacher); layer selection and trimming then apply to it",
+    )
+    keep_layers: int | list[int] | None = Field(
+        default=None,
+        description="how many layers to keep (spread evenly), or which teacher layers (0-based)",
+    )
+    hidden_size: int | None = Field(default=None, ge=1)
+    intermediate_size: int | None = Field(default=None, ge=1)
+    num_attention_heads: int | None = Field(default=None, ge=1)
+    trim_vocabulary: TrimVocabularyConfig | None = None
+
+    @field_validator("keep_layers")
+    @classmethod
+    def _keep_layers_valid(cls, value: int | list[int] | None) -> int | list[int] | None:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("expected at least 1 layer")
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("expected a non-empty list of teacher layer indices")
+            if any(index < 0 for index in value):
+                raise ValueError("expected layer indices >= 0")
+            if len(set(value)) != len(value) or value != sorted(value):
+                raise ValueError("expected distinct layer indices in increasing order")
+        return value
+
+    @model_validator(mode="after")
+    def _width_consistent(self) -> StudentConfig:
+        if self.hidden_size and self.num_attention_heads and self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by "
+                f"num_attention_heads ({self.num_attention_heads})"
+            )
+        return self
+
+    @property
+    def is_narrower(self) -> bool:
+        return any(v is not None for v in (self.hidden_size, self.intermediate_size, self.num_attention_heads))
+
+
+class DataSourceConfig(Section):
+    """A data file (JSONL, CSV/TSV, Parquet, a saved ``datasets`` directory) or a built-in source."""
+
+    path: str
+    text_column: str = "text"
+    label_column: str | None = "label"
+    lang_column: str | None = None
+    teacher_text_column: str | None = Field(
+        default=None,
+        description="column the teacher reads instead of text (e.g. the English source of a translation)",
+    )
+    split: str | None = Field(default=None, description="split of a built-in source: train, dev or test")
+    languages: list[str] | None = None
+    overlong: Literal["refuse", "truncate"] = "truncate"
+
+
+class DataConfig(Section):
+    train: DataSourceConfig
+    eval: DataSourceConfig | None = None
+    max_length: int = Field(default=128, ge=8)
+    balance_alpha: float | None = Field(
+        default=None, ge=0, le=1, description="language-balanced sampling, p ~ n_lang^alpha"
+    )
+
+
+class ObjectiveConfig(Section):
+    weight: float = Field(default=1.0, ge=0)
+
+
+class SoftTargetsConfig(ObjectiveConfig):
+    temperature: float = Field(default=2.0, gt=0)
+
+
+class HiddenStatesConfig(ObjectiveConfig):
+    loss: Literal["mse", "cosine"] = "mse"
+    layer_map: dict[int, int] | None = Field(
+        default=None,
+        description="student hidden-state index -> teacher hidden-state index (0 = embedding output); "
+        "built from the kept layers or uniformly when omitted",
+    )
+
+
+class AttentionsConfig(ObjectiveConfig):
+    layer_map: dict[int, int] | None = Field(
+        default=None, description="student layer -> teacher layer (0-based); built when omitted"
+    )
+
+
+class AttentionRelationsConfig(ObjectiveConfig):
+    teacher_layer: int = Field(default=-1, description="0-based; negative counts from the end")
+    student_layer: int = -1
+    relation_heads: int = Field(default=12, ge=1)
+    relations: list[Literal["query", "key", "value"]] = Field(
+        default_factory=lambda: ["query", "key", "value"], min_length=1
+    )
+
+
+class ObjectivesConfig(Section):
+    soft_targets: SoftTargetsConfig | None = None
+    hard_targets: ObjectiveConfig | None = None
+    labels: ObjectiveConfig | None = None
+    hidden_states: HiddenStatesConfig | None = None
+    attentions: AttentionsConfig | None = None
+    attention_relations: AttentionRelationsConfig | None = None
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> ObjectivesConfig:
+        if not any(cfg is not None and cfg.weight > 0 for _, cfg in self.enabled()):
+            raise ValueError("expected at least one objective with a weight above 0")
+        return self
+
+    def enabled(self) -> list[tuple[str, ObjectiveConfig]]:
+        return [(name, cfg) for name in type(self).model_fields if (cfg := getattr(self, name)) is not None]
+
+    @property
+    def needs_attention_weights(self) -> bool:
+        return self.attentions is not None
+
+
+class EvaluationConfig(Section):
+    """The per-language evaluation every run ends with, when it has ``data.eval``."""
+
+    efficiency: Literal["full", "quick", "off"] = Field(
+        default="full", description="measure size, memory, latency and throughput (quick: fewer repeats)"
+    )
+    batch_size: int = Field(default=64, ge=1)
+
+
+def _default_objectives() -> ObjectivesConfig:
+    return ObjectivesConfig(soft_targets=SoftTargetsConfig())
+
+
+class RunConfig(Section):
+    task: Literal["classification"] = "classification"
+    teacher: TeacherConfig
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    data: DataConfig
+    objectives: ObjectivesConfig = Field(default_factory=_default_objectives)
+    training: dict[str, Any] = Field(
+        default_factory=dict, description="passed through to transformers.TrainingArguments"
+    )
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    output_dir: str = "runs/polydistill"
+    seed: int = 42
+
+    #: the YAML file this config came from (not a config key)
+    source_file: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _labels_need_label_column(self) -> RunConfig:
+        if self.objectives.labels is not None and self.data.train.label_column is None:
+            raise ValueError("objectives.labels needs gold labels: set data.train.label_column")
+        return self
+
+    def resolve_path(self, path: str) -> Path:
+        """Input paths in a config are relative to the config file's directory."""
+        candidate = Path(path).expanduser()
+        if candidate.is_absolute() or self.source_file is None:
+            return candidate
+        return (self.source_file.parent / candidate).resolve()
+
+
+FinetuneConfig.model_rebuild()
+
+#: Arguments that polydistill sets itself; a config may not override them.
+RESERVED_TRAINING_ARGUMENTS = {"output_dir", "remove_unused_columns", "label_names"}
+
+
+def training_argument_problems(training: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key, problem) for each key that ``transformers.TrainingArguments`` does not take from us."""
+    import dataclasses
+    import difflib
+
+    from transformers import TrainingArguments
+
+    known = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
+    problems = []
+    for key in training:
+        if key in RESERVED_TRAINING_ARGUMENTS:
+            problems.append((key, "is set by polydistill; remove it (output_dir is a top-level key)"))
+        elif key not in known:
+            close = difflib.get_close_matches(key, known, n=3)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            problems.append((key, f"is not a transformers.TrainingArguments field{hint}"))
+    return problems
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read and validate a run config; errors name the file, the line and the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(error, 'problem', error)})") from error
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (teacher, student, data, ...)")
+    raw.update(overrides or {})
+    return validate_config(raw, source_file=path, source_text=text)
+
+
+def validate_config(raw: dict[str, Any], *, source_file: Path | None = None, source_text: str | None = None) -> RunConfig:
+    try:
+        config = RunConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_describe_validation_error(error, source_file, source_text)) from None
+    config.source_file = source_file.resolve() if source_file else None
+    _check_training_arguments(config, source_text)
+    _check_files_exist(config)
+    return config
+
+
+def _check_training_arguments(config: RunConfig, source_text: str | None) -> None:
+    sections = [(("training",), config.training)]
+    if config.teacher.finetune:
+        sections.append((("teacher", "finetune", "training"), config.teacher.finetune.training))
+    lines = []
+    for location, training in sections:
+        for key, problem in training_argument_problems(training):
+            path = [*location, key]
+            line = _line_of(source_text, path) if source_text else None
+            where = f"{config.source_file}:{line}" if config.source_file and line else str(config.source_file or "config")
+            lines.append(f"{where}: {'.'.join(path)}: '{key}' {problem}")
+    if lines:
+        raise ConfigError("invalid run config\n  " + "\n  ".join(lines))
+
+
+def _describe_validation_error(error: ValidationError, source_file: Path | None, source_text: str | None) -> str:
+    lines = []
+    for item in error.errors():
+        location = [part for part in item["loc"] if not _is_union_branch(part)]
+        field = ".".join(str(part) for part in location) or "(top level)"
+        line = _line_of(source_text, location) if source_text else None
+        where = f"{source_file}:{line}" if source_file and line else str(source_file or "config")
+        if item["type"] == "extra_forbidden":
+            message = f"unknown key '{location[-1]}'{_allowed_keys_hint(location)}"
+        elif item["type"] == "missing":
+            message = "required field is missing"
+        else:
+            got = item.get("input")
+            message = f"{item['msg']} (got {got!r})" if not isinstance(got, dict) else item["msg"]
+        lines.append(f"{where}: {field}: {message}")
+    return "invalid run config\n  " + "\n  ".join(dict.fromkeys(lines))
+
+
+def _is_union_branch(part: Any) -> bool:
+    # pydantic puts the tried union member in the location, e.g. ('keep_layers', 'int'); drop it.
+    return isinstance(part, str) and part in {"int", "list[int]", "str", "float", "dict[int,int]"}
+
+
+def _allowed_keys_hint(location: list[Any]) -> str:
+    model: type[BaseModel] | None = RunConfig
+    for part in location[:-1]:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            return ""
+        annotation = model.model_fields[part].annotation
+        candidates = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)]
+        model = next((a for a in candidates if issubclass(a, BaseModel)), None)
+    if model is None:
+        return ""
+    keys = [k for k, f in model.model_fields.items() if not f.exclude]
+    return f"; expected one of: {', '.join(keys)}"
+
+
+def _line_of(source_text: str, location: list[Any]) -> int | None:
+    """Line (1-based) of the deepest YAML node on ``location`` that exists in the file."""
+    try:
+        node = yaml.compose(source_text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in location:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if str(k.value) == str(part)), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _check_files_exist(config: RunConfig) -> None:
+    sources = [("data.train", config.data.train), ("data.eval", config.data.eval)]
+    if config.teacher.finetune:
+        sources.append(("teacher.finetune.data", config.teacher.finetune.data))
+    for field, source in sources:
+        if source is None or is_builtin_source(source.path):
+            continue
+        resolved = config.resolve_path(source.path)
+        if not resolved.exists():
+            raise ConfigError(
+                f"{config.source_file or 'config'}: {field}.path: file '{source.path}' does not exist "
+                f"(looked for {resolved})"
+            )
+
+
+def is_builtin_source(path: str) -> bool:
+    return path.startswith("catalogs:")
+
+
+def check_against_teacher(config: RunConfig, teacher_layers: int, student_layers: int) -> None:
+    """Refuse layer indices the teacher (or the student being built) does not have."""
+    where = config.source_file or "config"
+
+    def fail(field: str, message: str) -> None:
+        raise ConfigError(f"{where}: {field}: {message}")
+
+    keep = config.student.keep_layers
+    if isinstance(keep, int) and keep > teacher_layers:
+        fail("student.keep_layers", f"asks for {keep} layers but the teacher has {teacher_layers}")
+    if isinstance(keep, list) and max(keep) >= teacher_layers:
+        fail(
+            "student.keep_layers",
+            f"layer {max(keep)} does not exist; the teacher has layers 0..{teacher_layers - 1}",
+        )
+    objectives = config.objectives
+    if objectives.hidden_states and objectives.hidden_states.layer_map:
+        for student_index, teacher_index in objectives.hidden_states.layer_map.items():
+            if not 0 <= teacher_index <= teacher_layers:
+                fail(
+                    "objectives.hidden_states.layer_map",
+                    f"teacher hidden state {teacher_index} does not exist (0..{teacher_layers}, 0 = embeddings)",
+                )
+            if not 0 <= student_index <= student_layers:
+                fail(
+                    "objectives.hidden_states.layer_map",
+                    f"student hidden state {student_index} does not exist (0..{student_layers}, 0 = embeddings)",
+                )
+    if objectives.attentions and objectives.attentions.layer_map:
+        for student_index, teacher_index in objectives.attentions.layer_map.items():
+            if not 0 <= teacher_index < teacher_layers:
+                fail("objectives.attentions.layer_map", f"teacher layer {teacher_index} does not exist (0..{teacher_layers - 1})")
+            if not 0 <= student_index < student_layers:
+                fail("objectives.attentions.layer_map", f"student layer {student_index} does not exist (0..{student_layers - 1})")
+    relations = objectives.attention_relations
+    if relations:
+        if not -teacher_layers <= relations.teacher_layer < teacher_layers:
+            fail("objectives.attention_relations.teacher_layer", f"the teacher has {teacher_layers} layers")
+        if not -student_layers <= relations.student_layer < student_layers:
+            fail("objectives.attention_relations.student_layer", f"the student has {student_layers} layers")

@@ -1,0 +1,413 @@
+"""Evaluate a student (and its teacher) per language, and write ``metrics.json``.
+
+``metrics.json`` is the contract between a run and every later tool (the report, the model
+card, hyperparameter search), so its layout is fixed here and only ever grows:
+
+```
+{
+  "task": "classification",
+  "primary_metric": "macro_f1",
+  "teacher": {efficiency} | null,
+  "student": {efficiency} | null,
+  "languages": {
+    "<code>": {"n": int, "teacher": {metrics} | null, "student": {metrics},
+               "retention": {metrics} | null}
+  },
+  "overall": {"n", "languages", "teacher", "student", "retention",
+              "language_mean": {"teacher", "student"},
+              "mean_language_retention": {metric: float}, "min_language_retention": {metric: float},
+              "min_retention_language": {metric: code}},
+  "config": {...} (optional), "meta": {...}
+}
+```
+
+Classification metrics are ``accuracy``, ``macro_precision``, ``macro_recall``, ``macro_f1``,
+plus ``agreement`` (argmax equal to the teacher's) for the student when a teacher is given.
+``overall`` pools all examples (so large languages weigh more); ``language_mean`` and the
+retention summaries weigh every language the same, which is what "does it work for Swahili"
+needs. Other tasks add their own metric keys in the same places.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from polydistill.errors import DataError
+from polydistill.evaluation.efficiency import EfficiencySettings, measure_efficiency, settings_dict
+from polydistill.evaluation.metrics import agreement, classification_metrics, primary_metric_for, retention
+
+UNDETERMINED_LANGUAGE = "und"
+METRICS_FILENAME = "metrics.json"
+REQUIRED_KEYS: tuple[str, ...] = ("task", "teacher", "student", "languages", "overall")
+_DEFAULT_LABEL_NAME = re.compile(r"^LABEL_\d+$")
+
+
+# --- predictions -------------------------------------------------------------------------
+
+
+def predict_logits(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 64,
+    max_length: int = 128,
+    description: str = "predicting",
+) -> np.ndarray:
+    """Logits of ``model`` for ``texts``, in input order, shape (len(texts), num_labels).
+
+    Texts are batched by length (less padding, same results) and truncated to ``max_length``
+    tokens; a progress bar shows on stderr.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    if len(texts) == 0:
+        raise ValueError("no texts to predict")
+    device = next(model.parameters()).device
+    model.eval()
+    order = np.argsort([len(text) for text in texts], kind="stable")
+    chunks: list[np.ndarray] = []
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(order), batch_size), desc=description, unit="batch", leave=False):
+            batch = [texts[index] for index in order[start : start + batch_size]]
+            inputs = tokenizer(batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            logits = model(**{name: tensor.to(device) for name, tensor in inputs.items()}).logits
+            chunks.append(logits.float().cpu().numpy())
+    ordered = np.concatenate(chunks)
+    logits = np.empty_like(ordered)
+    logits[order] = ordered
+    return logits
+
+
+def model_label_names(model: Any) -> list[str] | None:
+    """Class names of a classifier by class id, or None when it only has ``LABEL_<i>`` defaults."""
+    id2label = getattr(getattr(model, "config", None), "id2label", None) or {}
+    names = [str(id2label[key]) for key in sorted(id2label, key=int)]
+    if not names or all(_DEFAULT_LABEL_NAME.match(name) for name in names):
+        return None
+    return names
+
+
+def label_alignment(dataset_label_names: Sequence[str] | None, model: Any, *, model_role: str = "model") -> np.ndarray:
+    """Array mapping each class id of ``model`` to the dataset's label id for the same name.
+
+    Where either side has no class names, ids must already agree and only the counts are
+    checked. Raises :class:`DataError` naming the differences when the names do not match.
+    """
+    num_labels = int(getattr(model.config, "num_labels", 0) or len(model.config.id2label))
+    names = model_label_names(model)
+    if dataset_label_names is None or names is None:
+        if dataset_label_names is not None and len(dataset_label_names) != num_labels:
+            raise DataError(
+                f"the data has {len(dataset_label_names)} classes {list(dataset_label_names)} but the "
+                f"{model_role} has {num_labels} unnamed classes; give the {model_role} id2label names"
+            )
+        return np.arange(num_labels)
+    if set(names) != set(dataset_label_names):
+        only_data = sorted(set(dataset_label_names) - set(names))
+        only_model = sorted(set(names) - set(dataset_label_names))
+        raise DataError(
+            f"label names of the data and the {model_role} differ: only in the data {only_data}, "
+            f"only in the {model_role} {only_model}. Evaluate on data labelled with the {model_role}'s classes."
+        )
+    position = {name: index for index, name in enumerate(dataset_label_names)}
+    return np.array([position[name] for name in names])
+
+
+def dataset_label_names(dataset: Any, label_column: str = "label") -> list[str] | None:
+    """Names of the dataset's ClassLabel column, or None for plain integer labels."""
+    feature = dataset.features.get(label_column)
+    names = getattr(feature, "names", None)
+    return list(names) if names else None
+
+
+# --- classification ----------------------------------------------------------------------
+
+
+def evaluate_classification(
+    student: Any,
+    tokenizer: Any,
+    dataset: Any,
+    *,
+    teacher: Any = None,
+    teacher_tokenizer: Any = None,
+    batch_size: int = 64,
+    max_length: int = 128,
+    teacher_text_column: str | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    lang_column: str = "lang",
+) -> dict[str, Any]:
+    """Per-language and overall quality of ``student`` (and ``teacher``) on ``dataset``.
+
+    Returns ``{"languages": ..., "overall": ...}`` in the ``metrics.json`` layout. Model class
+    ids are mapped to the dataset's label ids by name (see :func:`label_alignment`).
+    ``teacher_text_column`` lets the teacher read another column (an English source text,
+    say); ``teacher_tokenizer`` defaults to the student's tokenizer.
+    """
+    for column in (text_column, label_column):
+        if column not in dataset.column_names:
+            raise DataError(f"the evaluation data has no '{column}' column (columns: {dataset.column_names})")
+    texts = [str(text) for text in dataset[text_column]]
+    gold = np.asarray(dataset[label_column], dtype=np.int64)
+    if gold.size == 0:
+        raise DataError("the evaluation data is empty")
+    if (gold < 0).any():
+        raise DataError(f"{int((gold < 0).sum())} evaluation rows have no label (label < 0)")
+    languages = _language_codes(dataset, lang_column)
+    names = dataset_label_names(dataset, label_column)
+
+    student_map = label_alignment(names, student, model_role="student")
+    student_logits = predict_logits(
+        student, tokenizer, texts, batch_size=batch_size, max_length=max_length, description="student"
+    )
+    student_pred = student_map[student_logits.argmax(-1)]
+    teacher_pred = None
+    if teacher is not None:
+        teacher_map = label_alignment(names, teacher, model_role="teacher")
+        if teacher_text_column is not None and teacher_text_column not in dataset.column_names:
+            raise DataError(f"the evaluation data has no teacher text column '{teacher_text_column}'")
+        teacher_texts = [str(text) for text in dataset[teacher_text_column]] if teacher_text_column else texts
+        teacher_logits = predict_logits(
+            teacher, teacher_tokenizer or tokenizer, teacher_texts, batch_size=batch_size, max_length=max_length,
+            description="teacher",
+        )
+        teacher_pred = teacher_map[teacher_logits.argmax(-1)]
+    return classification_report_by_language(gold, student_pred, languages, teacher_pred=teacher_pred)
+
+
+def classification_report_by_language(
+    gold: Sequence[int] | np.ndarray,
+    student_pred: Sequence[int] | np.ndarray,
+    languages: Sequence[str],
+    *,
+    teacher_pred: Sequence[int] | np.ndarray | None = None,
+) -> dict[str, Any]:
+    """The ``languages`` and ``overall`` parts of ``metrics.json`` from predictions alone."""
+    gold = np.asarray(gold)
+    student_pred = np.asarray(student_pred)
+    teacher_array = None if teacher_pred is None else np.asarray(teacher_pred)
+    language_array = np.asarray(languages, dtype=object)
+    if not (len(gold) == len(student_pred) == len(language_array)) or (
+        teacher_array is not None and len(teacher_array) != len(gold)
+    ):
+        raise ValueError("gold labels, predictions and languages must have the same length")
+
+    per_language: dict[str, Any] = {}
+    for code in sorted(set(language_array.tolist())):
+        rows = language_array == code
+        teacher_rows = None if teacher_array is None else teacher_array[rows]
+        per_language[code] = _quality_entry(gold[rows], student_pred[rows], teacher_rows)
+    overall = _quality_entry(gold, student_pred, teacher_array)
+    overall["languages"] = len(per_language)
+    overall.update(summarise_languages(per_language))
+    return {"languages": per_language, "overall": overall}
+
+
+def _quality_entry(gold: np.ndarray, student_pred: np.ndarray, teacher_pred: np.ndarray | None) -> dict[str, Any]:
+    student_metrics: dict[str, Any] = classification_metrics(gold, student_pred)
+    if teacher_pred is None:
+        return {"n": int(gold.size), "teacher": None, "student": student_metrics, "retention": None}
+    teacher_metrics = classification_metrics(gold, teacher_pred)
+    student_metrics["agreement"] = agreement(student_pred, teacher_pred)
+    return {
+        "n": int(gold.size),
+        "teacher": teacher_metrics,
+        "student": student_metrics,
+        "retention": retention(student_metrics, teacher_metrics),
+    }
+
+
+def summarise_languages(per_language: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Every language weighing the same: mean metrics, and mean/min retention with its language.
+
+    Works for any metric keys (later tasks add their own). Retention summaries are ``None``
+    without a teacher.
+    """
+    summary: dict[str, Any] = {"language_mean": {}}
+    for role in ("teacher", "student"):
+        summary["language_mean"][role] = _mean_by_key([entry.get(role) for entry in per_language.values()])
+    ratios = {code: entry.get("retention") for code, entry in per_language.items() if entry.get("retention")}
+    if not ratios:
+        summary.update(mean_language_retention=None, min_language_retention=None, min_retention_language=None)
+        return summary
+    summary["mean_language_retention"] = _mean_by_key(list(ratios.values()))
+    summary["min_language_retention"] = {}
+    summary["min_retention_language"] = {}
+    for key in sorted({key for values in ratios.values() for key in values}):
+        defined = {code: values[key] for code, values in ratios.items() if values.get(key) is not None}
+        if defined:
+            lowest = min(defined, key=lambda code: (defined[code], code))
+            summary["min_language_retention"][key] = defined[lowest]
+            summary["min_retention_language"][key] = lowest
+    return summary
+
+
+def _mean_by_key(records: Sequence[Mapping[str, Any] | None]) -> dict[str, float] | None:
+    present = [record for record in records if record]
+    if not present:
+        return None
+    means: dict[str, float] = {}
+    for key in dict.fromkeys(key for record in present for key in record):
+        values = [record[key] for record in present if isinstance(record.get(key), (int, float))]
+        if values:
+            means[key] = float(np.mean(values))
+    return means
+
+
+def _language_codes(dataset: Any, lang_column: str) -> list[str]:
+    if lang_column not in dataset.column_names:
+        return [UNDETERMINED_LANGUAGE] * len(dataset)
+    return [str(code) if code not in (None, "") else UNDETERMINED_LANGUAGE for code in dataset[lang_column]]
+
+
+# --- the metrics file --------------------------------------------------------------------
+
+
+def build_metrics_document(
+    task: str,
+    quality: Mapping[str, Any],
+    *,
+    teacher_efficiency: Mapping[str, Any] | None = None,
+    student_efficiency: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+    primary_metric: str | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Assemble the ``metrics.json`` layout from a task's ``languages``/``overall`` and efficiency."""
+    from polydistill import __version__
+
+    if primary_metric is None:
+        student_keys = list((quality.get("overall") or {}).get("student") or {})
+        primary_metric = primary_metric_for(task, student_keys)
+    document: dict[str, Any] = {
+        "task": task,
+        "primary_metric": primary_metric,
+        "teacher": dict(teacher_efficiency) if teacher_efficiency is not None else None,
+        "student": dict(student_efficiency) if student_efficiency is not None else None,
+        "languages": dict(quality["languages"]),
+        "overall": dict(quality["overall"]),
+    }
+    if config is not None:
+        document["config"] = dict(config)
+    document["meta"] = {
+        "polydistill_version": __version__,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **(dict(meta) if meta else {}),
+    }
+    return document
+
+
+def write_metrics(path: str | Path, metrics: Mapping[str, Any]) -> Path:
+    """Write ``metrics`` as JSON (numpy values made plain, NaN written as null)."""
+    missing = [key for key in REQUIRED_KEYS if key not in metrics]
+    if missing:
+        raise ValueError(f"metrics lack the keys {missing} of the metrics.json layout")
+    target = Path(path)
+    if target.is_dir() or target.suffix != ".json":
+        target = target / METRICS_FILENAME
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(_plain(metrics), indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+    return target
+
+
+def read_metrics(path: str | Path) -> dict[str, Any]:
+    """Read a ``metrics.json`` (or the one inside a run directory) and check its layout."""
+    source = Path(path)
+    if source.is_dir():
+        source = source / METRICS_FILENAME
+    if not source.is_file():
+        raise DataError(f"no metrics file at {source}; run `polydistill eval` first")
+    try:
+        metrics = json.loads(source.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise DataError(f"{source} is not valid JSON (line {error.lineno}: {error.msg})") from error
+    missing = [key for key in REQUIRED_KEYS if key not in metrics]
+    if missing:
+        raise DataError(f"{source} lacks the keys {missing} of the metrics.json layout")
+    return metrics
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# --- one call at the end of a run --------------------------------------------------------
+
+
+def evaluate_run(
+    out_dir: str | Path,
+    *,
+    student: Any,
+    tokenizer: Any,
+    dataset: Any,
+    teacher: Any = None,
+    teacher_tokenizer: Any = None,
+    student_dir: str | Path | None = None,
+    teacher_dir: str | Path | None = None,
+    config: Mapping[str, Any] | None = None,
+    batch_size: int = 64,
+    max_length: int = 128,
+    teacher_text_column: str | None = None,
+    efficiency: EfficiencySettings | None = EfficiencySettings(),
+    report: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a classifier (and teacher), measure both, write ``metrics.json`` and the report.
+
+    ``efficiency=None`` skips size and speed (``teacher``/``student`` are then null). Teacher
+    and student are measured one after the other in this process with the same settings and
+    texts drawn from ``dataset`` (each model on the column it reads). Returns the document.
+    """
+    quality = evaluate_classification(
+        student, tokenizer, dataset, teacher=teacher, teacher_tokenizer=teacher_tokenizer,
+        batch_size=batch_size, max_length=max_length, teacher_text_column=teacher_text_column,
+    )
+    teacher_efficiency = student_efficiency = None
+    # Timed inputs are truncated like the evaluated ones.
+    options = None if efficiency is None else settings_dict(efficiency) | {"max_length": max_length}
+    if options is not None:
+        student_texts = [str(text) for text in dataset["text"]]
+        if teacher is not None:
+            teacher_texts = [str(text) for text in dataset[teacher_text_column]] if teacher_text_column else student_texts
+            teacher_efficiency = measure_efficiency(
+                teacher, teacher_tokenizer or tokenizer, teacher_texts, model_dir=teacher_dir, **options
+            )
+        student_efficiency = measure_efficiency(student, tokenizer, student_texts, model_dir=student_dir, **options)
+    document = build_metrics_document(
+        "classification",
+        quality,
+        teacher_efficiency=teacher_efficiency,
+        student_efficiency=student_efficiency,
+        config=config,
+        meta={
+            "label_names": dataset_label_names(dataset),
+            "max_length": max_length,
+            "efficiency_settings": options,
+        },
+    )
+    out = Path(out_dir)
+    write_metrics(out / METRICS_FILENAME, document)
+    if report:
+        from polydistill.evaluation.report import write_report
+
+        write_report(out)
+    return document

@@ -1,0 +1,91 @@
+"""Attention-map objectives: TinyBERT attention matching and MiniLM-v2 self-attention relations."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from polydistill.objectives.base import Objective, Outputs, token_mask, zero_like
+
+
+class Attentions(Objective):
+    """TinyBERT-style MSE between the attention distributions of mapped layers.
+
+    ``layer_map`` maps a student layer to a teacher layer (0-based). Each squared difference is
+    averaged over heads, real query positions and real key positions. With different head counts
+    the head-averaged maps are compared (per-head matching needs equal counts). Needs
+    ``attn_implementation="eager"``: SDPA returns no attention weights.
+    """
+
+    requires = frozenset({"attentions"})
+
+    def __init__(self, layer_map: dict[int, int]):
+        super().__init__()
+        self.layer_map = dict(sorted(layer_map.items()))
+
+    def forward(self, student: Outputs, teacher: Outputs, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        mask = token_mask(student, teacher, batch)  # (B, T)
+        length = mask.shape[1]
+        if not mask.any():
+            return {"attentions": zero_like(student.attentions[-1])}
+        pair_mask = (mask[:, :, None] & mask[:, None, :]).float()  # (B, T, T)
+        per_layer = []
+        for student_layer, teacher_layer in self.layer_map.items():
+            s = student.attentions[student_layer][..., :length, :length].float()
+            t = teacher.attentions[teacher_layer][..., :length, :length].float()
+            if s.shape[1] != t.shape[1]:
+                s, t = s.mean(dim=1, keepdim=True), t.mean(dim=1, keepdim=True)
+            squared = (s - t).pow(2) * pair_mask[:, None]
+            per_layer.append(squared.sum() / (pair_mask.sum() * s.shape[1]))
+        return {"attentions": torch.stack(per_layer).mean()}
+
+
+class AttentionRelations(Objective):
+    """MiniLM-v2 self-attention relation distillation (Wang et al., 2021).
+
+    For one teacher layer and one student layer, the queries (keys, values) are split into
+    ``relation_heads`` heads, whatever each model's own head count, and turned into relation
+    distributions softmax(X X^T / sqrt(d_r)). The term is KL(teacher || student) per query row,
+    averaged over heads and real positions, one term per relation: ``attention_relations_query``,
+    ``..._key``, ``..._value``. Because only the number of relation heads must divide both widths,
+    this works across different widths and head counts.
+    """
+
+    requires = frozenset({"qkv"})
+
+    def __init__(self, teacher_layer: int, student_layer: int, relation_heads: int, relations=("query", "key", "value")):
+        super().__init__()
+        self.teacher_layer = teacher_layer
+        self.student_layer = student_layer
+        self.relation_heads = relation_heads
+        self.relations = tuple(relations)
+
+    def relation_log_probs(self, states: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        batch, length, width = states.shape
+        if width % self.relation_heads:
+            raise ValueError(f"width {width} is not divisible by relation_heads={self.relation_heads}")
+        head_width = width // self.relation_heads
+        heads = states.float().view(batch, length, self.relation_heads, head_width).transpose(1, 2)
+        scores = heads @ heads.transpose(-1, -2) / math.sqrt(head_width)  # (B, R, T, T)
+        scores = scores.masked_fill(~key_mask[:, None, None, :], torch.finfo(scores.dtype).min)
+        return F.log_softmax(scores, dim=-1)
+
+    def forward(self, student: Outputs, teacher: Outputs, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        mask = token_mask(student, teacher, batch)
+        length = mask.shape[1]
+        student_qkv = student.qkv[self.student_layer]
+        teacher_qkv = teacher.qkv[self.teacher_layer]
+        terms = {}
+        for relation in self.relations:
+            name = f"attention_relations_{relation}"
+            if not mask.any():
+                terms[name] = zero_like(student_qkv[relation])
+                continue
+            s = self.relation_log_probs(student_qkv[relation][:, :length], mask)
+            t = self.relation_log_probs(teacher_qkv[relation][:, :length], mask)
+            kl_rows = F.kl_div(s, t, log_target=True, reduction="none").sum(dim=-1)  # (B, R, T)
+            rows = mask[:, None, :].expand_as(kl_rows)
+            terms[name] = kl_rows[rows].mean()
+        return terms

@@ -1,0 +1,59 @@
+"""What every objective sees: the student's and the teacher's outputs for one batch.
+
+The interface between models and losses is what transformers already returns (logits,
+hidden_states, attentions), plus the query/key/value projections of chosen layers recorded by
+forward hooks (:mod:`polydistill.objectives.capture`) for self-attention-relation objectives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Outputs:
+    """One model's outputs for a batch. ``qkv[layer]["query" | "key" | "value"]`` is (B, T, width)."""
+
+    logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    qkv: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+    attention_mask: torch.Tensor | None = None
+
+
+class Objective(nn.Module):
+    """A distillation loss. ``forward`` returns named terms; the trainer weights and sums them.
+
+    ``requires`` says which extra outputs the models must produce for this objective, so the
+    trainer asks for hidden states or attentions only when some objective needs them.
+    """
+
+    requires: ClassVar[frozenset[str]] = frozenset()
+
+    def forward(self, student: Outputs, teacher: Outputs, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+def token_mask(student: Outputs, teacher: Outputs, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Positions (B, T) where student and teacher see the same tokens.
+
+    When the student has its own tokenizer (a trimmed vocabulary) or the teacher reads another
+    text, an example whose two tokenisations differ in length cannot be matched token by token;
+    ``batch["token_aligned"]`` (B,) marks the ones that can.
+    """
+    mask = student.attention_mask.bool()
+    length = min(mask.shape[1], teacher.attention_mask.shape[1])
+    mask = mask[:, :length] & teacher.attention_mask[:, :length].bool()
+    aligned = batch.get("token_aligned")
+    if aligned is not None:
+        mask = mask & aligned.bool()[:, None]
+    return mask
+
+
+def zero_like(reference: torch.Tensor) -> torch.Tensor:
+    """A zero that keeps the graph connected (so DDP sees every parameter used)."""
+    return reference.sum() * 0.0

@@ -1,0 +1,90 @@
+"""Tokenise examples for distillation and pad them into batches.
+
+The student and the teacher may tokenise differently: a student with a trimmed vocabulary maps
+text to other ids, and in cross-lingual transfer the teacher may read the English source while
+the student reads the translation. Then each example carries ``teacher_input_ids`` too, and
+``token_aligned`` says whether both sides are the same token sequence, the condition for
+token-level objectives (hidden states, attentions) to compare them position by position.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from datasets import Dataset
+from transformers import PreTrainedTokenizerBase
+
+FEATURE_COLUMNS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def same_tokenizer(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase) -> bool:
+    if a is b:
+        return True
+    return a.backend_tokenizer.to_str() == b.backend_tokenizer.to_str() if a.is_fast and b.is_fast else False
+
+
+def tokenize_for_distillation(
+    dataset: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    teacher_tokenizer: PreTrainedTokenizerBase | None = None,
+    max_length: int = 128,
+    teacher_text_column: str | None = None,
+    desc: str = "Tokenising",
+) -> Dataset:
+    """Add the model inputs; keep only the columns the trainer uses (and ``lang``, for sampling)."""
+    separate_teacher = teacher_text_column is not None or (
+        teacher_tokenizer is not None and not same_tokenizer(tokenizer, teacher_tokenizer)
+    )
+    teacher_tokenizer = teacher_tokenizer or tokenizer
+
+    def encode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        features = dict(tokenizer(batch["text"], truncation=True, max_length=max_length))
+        if separate_teacher:
+            teacher_texts = batch[teacher_text_column] if teacher_text_column else batch["text"]
+            teacher = teacher_tokenizer(teacher_texts, truncation=True, max_length=max_length)
+            for key in FEATURE_COLUMNS:
+                if key in teacher:
+                    features[f"teacher_{key}"] = teacher[key]
+            features["token_aligned"] = [
+                teacher_text_column is None
+                and tokenizer.convert_ids_to_tokens(s) == teacher_tokenizer.convert_ids_to_tokens(t)
+                for s, t in zip(features["input_ids"], teacher["input_ids"], strict=True)
+            ]
+        if "label" in batch:
+            features["labels"] = batch["label"]
+        return features
+
+    keep = {"lang"}
+    return dataset.map(
+        encode,
+        batched=True,
+        remove_columns=[c for c in dataset.column_names if c not in keep],
+        desc=desc,
+    )
+
+
+class DistillationCollator:
+    """Pads student (and teacher) inputs to the longest example of the batch (dynamic padding)."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, teacher_tokenizer: PreTrainedTokenizerBase | None = None):
+        self.tokenizer = tokenizer
+        self.teacher_tokenizer = teacher_tokenizer or tokenizer
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = self._pad(self.tokenizer, [{k: f[k] for k in FEATURE_COLUMNS if k in f} for f in features])
+        if "teacher_input_ids" in features[0]:
+            teacher = self._pad(
+                self.teacher_tokenizer,
+                [{k: f[f"teacher_{k}"] for k in FEATURE_COLUMNS if f"teacher_{k}" in f} for f in features],
+            )
+            batch.update({f"teacher_{k}": v for k, v in teacher.items()})
+            batch["token_aligned"] = torch.tensor([f["token_aligned"] for f in features])
+        if "labels" in features[0]:
+            batch["labels"] = torch.tensor([f["labels"] for f in features], dtype=torch.long)
+        return batch
+
+    @staticmethod
+    def _pad(tokenizer: PreTrainedTokenizerBase, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return dict(tokenizer.pad(features, padding=True, return_tensors="pt"))

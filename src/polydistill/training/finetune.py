@@ -1,0 +1,75 @@
+"""Teach the teacher the task first: many users start from an encoder that has not learned it.
+
+Fine-tuning is distillation with no teacher and only the ``labels`` objective, so it runs on the
+same trainer, with the same checkpoints, mixed precision and multi-process support. The result
+is saved once under the run directory and reused when the same config runs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from polydistill.config import RunConfig
+
+FINETUNE_RECORD = "finetune.json"
+
+
+def finetune_key(config: RunConfig, base_dir: Path) -> str:
+    """Identifies a fine-tuning: the base model, the data and the training arguments."""
+    from polydistill.training.run import fingerprint_weights
+
+    finetune = config.teacher.finetune
+    payload = {
+        "base": fingerprint_weights(base_dir),
+        "data": finetune.data.model_dump(mode="json"),
+        "data_path": str(config.resolve_path(finetune.data.path)) if not finetune.data.path.startswith("catalogs:") else finetune.data.path,
+        "training": finetune.training,
+        "freeze_word_embeddings": finetune.freeze_word_embeddings,
+        "max_length": config.data.max_length,
+        "seed": config.seed,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def finetune_teacher(config: RunConfig, base_dir: Path, output_dir: Path, *, label_names: list[str] | None) -> Path:
+    """Fine-tune ``base_dir`` on ``teacher.finetune.data`` and return the saved classifier's directory."""
+    from polydistill.objectives import Labels, ObjectiveSet
+    from polydistill.training.features import DistillationCollator, tokenize_for_distillation
+    from polydistill.training.run import (
+        console,
+        load_classifier,
+        load_examples,
+        load_tokenizer,
+        save_model_dir,
+        training_arguments,
+    )
+    from polydistill.training.trainer import DistillationTrainer
+
+    key = finetune_key(config, base_dir)
+    record = output_dir / FINETUNE_RECORD
+    if record.is_file() and json.loads(record.read_text()).get("key") == key:
+        console.print(f"[bold]Teacher[/] reusing the fine-tuned teacher in {output_dir}")
+        return output_dir
+
+    console.print(f"[bold]Teacher[/] fine-tuning {config.teacher.model} on {config.teacher.finetune.data.path}")
+    tokenizer = load_tokenizer(base_dir, config.teacher.trust_remote_code)
+    data = load_examples(config.teacher.finetune.data, config, tokenizer=tokenizer, label_names=label_names)
+    names = label_names or list(data.features["label"].names)
+    model, _ = load_classifier(base_dir, label_names=names, trust_remote_code=config.teacher.trust_remote_code)
+    if config.teacher.finetune.freeze_word_embeddings:
+        model.get_input_embeddings().requires_grad_(False)
+    trainer = DistillationTrainer(
+        model=model,
+        args=training_arguments(config, output_dir / "checkpoints", config.teacher.finetune.training),
+        teacher=None,
+        objectives=ObjectiveSet({"labels": Labels()}, {"labels": 1.0}),
+        train_dataset=tokenize_for_distillation(data, tokenizer, max_length=config.data.max_length),
+        data_collator=DistillationCollator(tokenizer),
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    save_model_dir(model, tokenizer, output_dir)
+    record.write_text(json.dumps({"key": key, "base": str(base_dir)}, indent=2))
+    return output_dir
