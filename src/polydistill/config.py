@@ -42,6 +42,9 @@ class TeacherConfig(Section):
     revision: str | None = None
     trust_remote_code: bool = False
     finetune: FinetuneConfig | None = None
+    prefix: str = Field(
+        default="", description="text put before every input of this model, e.g. 'query: ' for e5 models"
+    )
 
 
 class TrimVocabularyConfig(Section):
@@ -51,6 +54,11 @@ class TrimVocabularyConfig(Section):
     corpus: list[str] = Field(default_factory=lambda: ["catalogs:all"])
     min_count: int = Field(default=1, ge=1)
     max_vocab: int | None = Field(default=None, ge=1)
+    keep_characters: Literal["scripts", "corpus", "all", "none"] = Field(
+        default="scripts",
+        description="single-character pieces kept so unseen text re-segments instead of becoming <unk>: "
+        "those of every script the corpus uses, only those seen in the corpus, all, or none",
+    )
 
 
 class StudentConfig(Section):
@@ -67,6 +75,7 @@ class StudentConfig(Section):
     intermediate_size: int | None = Field(default=None, ge=1)
     num_attention_heads: int | None = Field(default=None, ge=1)
     trim_vocabulary: TrimVocabularyConfig | None = None
+    prefix: str | None = Field(default=None, description="input prefix of the student (default: the teacher's)")
 
     @field_validator("keep_layers")
     @classmethod
@@ -106,6 +115,9 @@ class DataSourceConfig(Section):
     teacher_text_column: str | None = Field(
         default=None,
         description="column the teacher reads instead of text (e.g. the English source of a translation)",
+    )
+    translation_column: str | None = Field(
+        default=None, description="embeddings task: the column holding the translation of text"
     )
     split: str | None = Field(default=None, description="split of a built-in source: train, dev or test")
     languages: list[str] | None = None
@@ -153,6 +165,15 @@ class AttentionRelationsConfig(ObjectiveConfig):
     )
 
 
+class SimilarityConfig(ObjectiveConfig):
+    temperature: float = Field(default=0.05, gt=0)
+
+
+#: objectives that read classifier logits / pooled sentence embeddings
+CLASSIFICATION_OBJECTIVES = {"soft_targets", "hard_targets", "labels"}
+EMBEDDING_OBJECTIVES = {"embedding_mse", "embedding_cosine", "embedding_similarity"}
+
+
 class ObjectivesConfig(Section):
     soft_targets: SoftTargetsConfig | None = None
     hard_targets: ObjectiveConfig | None = None
@@ -160,6 +181,9 @@ class ObjectivesConfig(Section):
     hidden_states: HiddenStatesConfig | None = None
     attentions: AttentionsConfig | None = None
     attention_relations: AttentionRelationsConfig | None = None
+    embedding_mse: ObjectiveConfig | None = None
+    embedding_cosine: ObjectiveConfig | None = None
+    embedding_similarity: SimilarityConfig | None = None
 
     @model_validator(mode="after")
     def _at_least_one(self) -> ObjectivesConfig:
@@ -184,16 +208,16 @@ class EvaluationConfig(Section):
     batch_size: int = Field(default=64, ge=1)
 
 
-def _default_objectives() -> ObjectivesConfig:
-    return ObjectivesConfig(soft_targets=SoftTargetsConfig())
 
 
 class RunConfig(Section):
-    task: Literal["classification"] = "classification"
+    task: Literal["classification", "embeddings"] = "classification"
     teacher: TeacherConfig
     student: StudentConfig = Field(default_factory=StudentConfig)
     data: DataConfig
-    objectives: ObjectivesConfig = Field(default_factory=_default_objectives)
+    objectives: ObjectivesConfig | None = Field(
+        default=None, description="default: soft_targets for classification, embedding_mse for embeddings"
+    )
     training: dict[str, Any] = Field(
         default_factory=dict, description="passed through to transformers.TrainingArguments"
     )
@@ -205,10 +229,23 @@ class RunConfig(Section):
     source_file: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
-    def _labels_need_label_column(self) -> RunConfig:
+    def _objectives_fit_the_task(self) -> RunConfig:
+        if self.objectives is None:
+            default = {"embedding_mse": ObjectiveConfig()} if self.task == "embeddings" else {"soft_targets": SoftTargetsConfig()}
+            self.objectives = ObjectivesConfig(**default)
+        names = {name for name, _ in self.objectives.enabled()}
+        wrong = names & (CLASSIFICATION_OBJECTIVES if self.task == "embeddings" else EMBEDDING_OBJECTIVES)
+        if wrong:
+            raise ValueError(f"objectives {sorted(wrong)} do not apply to task '{self.task}'")
         if self.objectives.labels is not None and self.data.train.label_column is None:
             raise ValueError("objectives.labels needs gold labels: set data.train.label_column")
+        if self.task == "embeddings" and self.teacher.finetune is not None:
+            raise ValueError("teacher.finetune applies to classification; an embeddings teacher is used as it is")
         return self
+
+    @property
+    def student_prefix(self) -> str:
+        return self.teacher.prefix if self.student.prefix is None else self.student.prefix
 
     def resolve_path(self, path: str) -> Path:
         """Input paths in a config are relative to the config file's directory."""

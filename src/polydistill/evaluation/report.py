@@ -39,7 +39,10 @@ _METRIC_NAMES = {
     "top1_en_to_x": "top-1 en→x",
     "top1_x_to_en": "top-1 x→en",
     "mrr": "MRR",
+    "mrr_en_to_x": "MRR en→x",
+    "mrr_x_to_en": "MRR x→en",
     "spearman": "Spearman",
+    "spearman_teacher_similarity": "Spearman with teacher similarities (en)",
 }
 _EFFICIENCY_NAMES = {
     "parameters": "parameters",
@@ -406,20 +409,22 @@ def language_table(metrics: Mapping[str, Any]) -> tuple[list[str], list[list[str
     key = primary_metric(metrics)
     with_teacher = has_teacher(metrics)
     name = metric_name(key)
+    rows = language_rows(metrics)
+    with_agreement = any(row.agreement is not None for row in rows)  # classifiers have it, embeddings not
     header = ["language", "n"]
     if with_teacher:
-        header += [f"teacher {name}", f"student {name}", "retention", "agreement", "status"]
+        header += [f"teacher {name}", f"student {name}", "retention", *(["agreement"] if with_agreement else []), "status"]
     else:
         header += [f"student {name}"]
     body, flags = [], []
-    for row in language_rows(metrics):
+    for row in rows:
         cells = [language_label(row.code), str(row.n)]
         if with_teacher:
             status = {"ok": "ok", "warn": "warn", "bad": "BAD", "none": "–"}[row.flag]
             if row.n < SMALL_SAMPLE:
                 status += " (few examples)"
             cells += [format_metric(row.teacher), format_metric(row.student), format_percent(row.retention),
-                      format_metric(row.agreement), status]
+                      *([format_metric(row.agreement)] if with_agreement else []), status]
         else:
             cells += [format_metric(row.student)]
         body.append(cells)

@@ -405,7 +405,7 @@ def _write_json(path: Path, content: Any) -> None:
     path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _write_sentence_transformers_files(
+def write_sentence_transformers_files(
     directory: Path, *, hidden_size: int, max_seq_length: int, prompts: Mapping[str, str],
     do_lower_case: bool = False,
 ) -> None:
@@ -589,7 +589,7 @@ def _build_e5(target: Path, steps: _StepProgress) -> dict[str, Any]:
     shutil.copyfile(tokenizer_path, target / "tokenizer.json")
     _write_json(target / "tokenizer_config.json", E5_TOKENIZER_CONFIG)
     _write_json(target / "special_tokens_map.json", E5_SPECIAL_TOKENS)
-    _write_sentence_transformers_files(
+    write_sentence_transformers_files(
         target,
         hidden_size=header.hidden_size,
         max_seq_length=512,
@@ -687,7 +687,7 @@ def _build_minilm(target: Path, steps: _StepProgress) -> dict[str, Any]:
     tokenizer_json["truncation"] = None
     _write_json(target / "tokenizer.json", tokenizer_json)
     bert_config = json.loads((source / "sentence_bert_config.json").read_text(encoding="utf-8"))
-    _write_sentence_transformers_files(
+    write_sentence_transformers_files(
         target,
         hidden_size=384,
         max_seq_length=int(bert_config.get("max_seq_length", 256)),

@@ -11,6 +11,7 @@ from torch import nn
 
 from polydistill.objectives.attentions import AttentionRelations, Attentions
 from polydistill.objectives.base import Objective, Outputs
+from polydistill.objectives.embeddings import EmbeddingCosine, EmbeddingMSE, SimilarityDistillation
 from polydistill.objectives.hidden_states import HiddenStates
 from polydistill.objectives.layer_maps import LayerMaps
 from polydistill.objectives.logits import HardTargets, Labels, SoftTargets
@@ -18,12 +19,15 @@ from polydistill.objectives.logits import HardTargets, Labels, SoftTargets
 __all__ = [
     "AttentionRelations",
     "Attentions",
+    "EmbeddingCosine",
+    "EmbeddingMSE",
     "HardTargets",
     "HiddenStates",
     "Labels",
     "LayerMaps",
     "Objective",
     "Outputs",
+    "SimilarityDistillation",
     "SoftTargets",
     "ObjectiveSet",
     "build_objectives",
@@ -83,4 +87,9 @@ def build_objectives(config, *, teacher_config, student_config, layer_maps: Laye
                 relation_heads=section.relation_heads,
                 relations=section.relations,
             )
+        elif name in ("embedding_mse", "embedding_cosine"):
+            kind = EmbeddingMSE if name == "embedding_mse" else EmbeddingCosine
+            modules[name] = kind(student_width=student_config.hidden_size, teacher_width=teacher_config.hidden_size)
+        elif name == "embedding_similarity":
+            modules[name] = SimilarityDistillation(temperature=section.temperature)
     return ObjectiveSet(modules, weights)

@@ -16,13 +16,20 @@ from torch import nn
 
 @dataclass
 class Outputs:
-    """One model's outputs for a batch. ``qkv[layer]["query" | "key" | "value"]`` is (B, T, width)."""
+    """One model's outputs for a batch. ``qkv[layer]["query" | "key" | "value"]`` is (B, T, width).
+
+    ``embeddings`` (B, D) is the pooled sentence embedding of the source text; for sentence-
+    embedding distillation the student also has ``translation_embeddings`` (B, D), its pooled
+    embedding of row i's translation (the teacher only ever embeds the source).
+    """
 
     logits: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
     qkv: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
     attention_mask: torch.Tensor | None = None
+    embeddings: torch.Tensor | None = None
+    translation_embeddings: torch.Tensor | None = None
 
 
 class Objective(nn.Module):

@@ -31,24 +31,37 @@ def tokenize_for_distillation(
     teacher_tokenizer: PreTrainedTokenizerBase | None = None,
     max_length: int = 128,
     teacher_text_column: str | None = None,
+    prefix: str = "",
+    teacher_prefix: str = "",
     desc: str = "Tokenising",
 ) -> Dataset:
-    """Add the model inputs; keep only the columns the trainer uses (and ``lang``, for sampling)."""
-    separate_teacher = teacher_text_column is not None or (
-        teacher_tokenizer is not None and not same_tokenizer(tokenizer, teacher_tokenizer)
+    """Add the model inputs; keep only the columns the trainer uses (and ``lang``, for sampling).
+
+    A ``translation`` column (parallel data for the embeddings task) is tokenised for the
+    student too, as ``translation_input_ids``; the teacher reads only the source ``text``.
+    ``prefix``/``teacher_prefix`` are put before every text (e5's ``"query: "``).
+    """
+    separate_teacher = (
+        teacher_text_column is not None
+        or prefix != teacher_prefix
+        or (teacher_tokenizer is not None and not same_tokenizer(tokenizer, teacher_tokenizer))
     )
     teacher_tokenizer = teacher_tokenizer or tokenizer
 
     def encode(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        features = dict(tokenizer(batch["text"], truncation=True, max_length=max_length))
+        features = dict(tokenizer([prefix + t for t in batch["text"]], truncation=True, max_length=max_length))
+        if "translation" in batch:
+            translation = tokenizer([prefix + t for t in batch["translation"]], truncation=True, max_length=max_length)
+            features.update({f"translation_{k}": v for k, v in translation.items() if k in FEATURE_COLUMNS})
         if separate_teacher:
             teacher_texts = batch[teacher_text_column] if teacher_text_column else batch["text"]
-            teacher = teacher_tokenizer(teacher_texts, truncation=True, max_length=max_length)
+            teacher = teacher_tokenizer([teacher_prefix + t for t in teacher_texts], truncation=True, max_length=max_length)
             for key in FEATURE_COLUMNS:
                 if key in teacher:
                     features[f"teacher_{key}"] = teacher[key]
             features["token_aligned"] = [
                 teacher_text_column is None
+                and prefix == teacher_prefix
                 and tokenizer.convert_ids_to_tokens(s) == teacher_tokenizer.convert_ids_to_tokens(t)
                 for s, t in zip(features["input_ids"], teacher["input_ids"], strict=True)
             ]
@@ -81,6 +94,12 @@ class DistillationCollator:
             )
             batch.update({f"teacher_{k}": v for k, v in teacher.items()})
             batch["token_aligned"] = torch.tensor([f["token_aligned"] for f in features])
+        if "translation_input_ids" in features[0]:
+            translation = self._pad(
+                self.tokenizer,
+                [{k: f[f"translation_{k}"] for k in FEATURE_COLUMNS if f"translation_{k}" in f} for f in features],
+            )
+            batch.update({f"translation_{k}": v for k, v in translation.items()})
         if "labels" in features[0]:
             batch["labels"] = torch.tensor([f["labels"] for f in features], dtype=torch.long)
         return batch

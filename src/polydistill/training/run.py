@@ -293,41 +293,72 @@ def run(config: RunConfig, output_dir: str | Path | None = None) -> RunResult:
     check_against_teacher(config, teacher_config.num_hidden_layers, student_layer_count(config, base_layers))
 
     teacher_tokenizer = load_tokenizer(teacher_dir, trust)
-    label_names = classifier_label_names(teacher_config) if not config.teacher.finetune else None
-    train = load_examples(config.data.train, config, tokenizer=teacher_tokenizer, label_names=label_names)
-    label_names = label_names or _dataset_label_names(train)
-    evaluation = (
-        load_examples(config.data.eval, config, tokenizer=teacher_tokenizer, label_names=label_names)
-        if config.data.eval
-        else None
-    )
-    write_run_record(config, output_dir, teacher_dir)
-
     eager = config.objectives.needs_attention_weights
-    if config.teacher.finetune:
-        from polydistill.training.finetune import finetune_teacher
+    if config.task == "embeddings":
+        from polydistill.training import embeddings
 
-        teacher_dir = finetune_teacher(config, teacher_dir, output_dir / "teacher", label_names=label_names)
-    teacher, fresh_head = load_classifier(teacher_dir, label_names=label_names, eager_attention=eager, trust_remote_code=trust)
-    if fresh_head:
-        raise ConfigError(
-            f"{config.source_file or 'config'}: teacher.model: '{config.teacher.model}' has no trained "
-            "classification head for this task; add a teacher.finetune section or give a fine-tuned classifier"
+        train = embeddings.load_pairs(config.data.train, config, tokenizer=teacher_tokenizer)
+        evaluation = embeddings.load_pairs(config.data.eval, config, tokenizer=teacher_tokenizer) if config.data.eval else None
+        write_run_record(config, output_dir, teacher_dir)
+        teacher = embeddings.load_encoder(teacher_dir, eager_attention=eager, trust_remote_code=trust)
+        label_names = None
+    else:
+        label_names = classifier_label_names(teacher_config) if not config.teacher.finetune else None
+        train = load_examples(config.data.train, config, tokenizer=teacher_tokenizer, label_names=label_names)
+        label_names = label_names or _dataset_label_names(train)
+        evaluation = (
+            load_examples(config.data.eval, config, tokenizer=teacher_tokenizer, label_names=label_names)
+            if config.data.eval
+            else None
         )
+        write_run_record(config, output_dir, teacher_dir)
+        if config.teacher.finetune:
+            from polydistill.training.finetune import finetune_teacher
+
+            teacher_dir = finetune_teacher(config, teacher_dir, output_dir / "teacher", label_names=label_names)
+        teacher, fresh_head = load_classifier(teacher_dir, label_names=label_names, eager_attention=eager, trust_remote_code=trust)
+        if fresh_head:
+            raise ConfigError(
+                f"{config.source_file or 'config'}: teacher.model: '{config.teacher.model}' has no trained "
+                "classification head for this task; add a teacher.finetune section or give a fine-tuned classifier"
+            )
     result, student, tokenizer = distil(config, teacher, teacher_tokenizer, base_dir, train, evaluation, output_dir, label_names)
     console.print(f"[bold green]Student saved[/] to {result.student_dir}")
     if evaluation is not None:
-        result.metrics = evaluate_and_report(
-            config, output_dir, student, tokenizer, teacher, teacher_tokenizer, evaluation, teacher_dir, result.student_dir
-        )
+        if config.task == "embeddings":
+            result.metrics = embeddings.evaluate_embeddings_run(
+                config, output_dir, student=student, tokenizer=tokenizer, teacher=teacher,
+                teacher_tokenizer=teacher_tokenizer, evaluation=evaluation, teacher_dir=teacher_dir,
+                student_dir=result.student_dir,
+            )
+            write_card(config, result.student_dir, result.metrics, pipeline_tag="sentence-similarity")
+        else:
+            result.metrics = evaluate_and_report(
+                config, output_dir, student, tokenizer, teacher, teacher_tokenizer, evaluation, teacher_dir, result.student_dir
+            )
+            write_card(config, result.student_dir, result.metrics, pipeline_tag="text-classification")
+        console.print(f"[bold green]Report[/] {output_dir / 'report.html'}")
     return result
 
 
+def write_card(config: RunConfig, student_dir: Path, metrics: dict[str, Any], *, pipeline_tag: str) -> None:
+    from polydistill.evaluation.model_card import write_model_card
+
+    write_model_card(
+        student_dir,
+        metrics,
+        teacher=config.teacher.model,
+        data=config.data.train.path,
+        languages=None,
+        objectives={name: section.model_dump() for name, section in config.objectives.enabled()},
+        pipeline_tag=pipeline_tag,
+    )
+
+
 def evaluate_and_report(config: RunConfig, output_dir: Path, student, tokenizer, teacher, teacher_tokenizer, evaluation, teacher_dir: Path, student_dir: Path) -> dict[str, Any]:
-    """Per-language quality of teacher and student, their size and speed, the report and the model card."""
+    """Per-language quality of teacher and student, their size and speed, and the report."""
     from polydistill.evaluation.efficiency import EfficiencySettings
     from polydistill.evaluation.evaluate import evaluate_run
-    from polydistill.evaluation.model_card import write_model_card
 
     efficiency = {
         "full": EfficiencySettings(max_length=config.data.max_length),
@@ -351,15 +382,6 @@ def evaluate_and_report(config: RunConfig, output_dir: Path, student, tokenizer,
         efficiency=efficiency,
         teacher_text_column=_teacher_text(config.data.eval),
     )
-    write_model_card(
-        student_dir,
-        metrics,
-        teacher=config.teacher.model,
-        data=config.data.train.path,
-        languages=None,
-        objectives={name: section.model_dump() for name, section in config.objectives.enabled()},
-    )
-    console.print(f"[bold green]Report[/] {output_dir / 'report.html'}")
     return metrics
 
 
@@ -387,7 +409,11 @@ def distil(config: RunConfig, teacher, teacher_tokenizer, base_dir: Path, train,
 
     student_cfg = config.student
     eager = config.objectives.needs_attention_weights
-    if config.student.model:
+    if config.student.model and config.task == "embeddings":
+        from polydistill.training.embeddings import load_encoder
+
+        base, tokenizer = load_encoder(base_dir, eager_attention=eager), load_tokenizer(base_dir)
+    elif config.student.model:
         base, _ = load_classifier(base_dir, label_names=label_names or classifier_label_names(teacher.config), eager_attention=eager)
         tokenizer = load_tokenizer(base_dir)
     else:
@@ -405,7 +431,15 @@ def distil(config: RunConfig, teacher, teacher_tokenizer, base_dir: Path, train,
 
         trim = student_cfg.trim_vocabulary
         texts = corpus_texts_by_language(trim.corpus, trim.languages)
-        trimmed = trim_vocabulary(student, tokenizer, texts, min_count=trim.min_count, max_vocab=trim.max_vocab)
+        trimmed = trim_vocabulary(
+            student,
+            tokenizer,
+            texts,
+            min_count=trim.min_count,
+            max_vocab=trim.max_vocab,
+            keep_characters=trim.keep_characters,
+            keep_texts=[config.student_prefix] if config.student_prefix else (),
+        )
         student, tokenizer = trimmed.model, trimmed.tokenizer
         trimmed.report.print_table()
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -427,7 +461,12 @@ def distil(config: RunConfig, teacher, teacher_tokenizer, base_dir: Path, train,
         config.objectives, teacher_config=teacher.config, student_config=student.config, layer_maps=layer_maps
     )
 
-    tokenize = dict(teacher_tokenizer=teacher_tokenizer, max_length=config.data.max_length)
+    tokenize = dict(
+        teacher_tokenizer=teacher_tokenizer,
+        max_length=config.data.max_length,
+        prefix=config.student_prefix,
+        teacher_prefix=config.teacher.prefix,
+    )
     train_features = tokenize_for_distillation(train, tokenizer, teacher_text_column=_teacher_text(config.data.train), **tokenize)
     eval_features = (
         tokenize_for_distillation(evaluation, tokenizer, teacher_text_column=_teacher_text(config.data.eval), **tokenize)
@@ -450,7 +489,12 @@ def distil(config: RunConfig, teacher, teacher_tokenizer, base_dir: Path, train,
 
     student_dir = output_dir / "student"
     if trainer.is_world_process_zero():
-        save_model_dir(student, tokenizer, student_dir)
+        if config.task == "embeddings":
+            from polydistill.training.embeddings import save_sentence_transformer
+
+            save_sentence_transformer(student, tokenizer, student_dir, prefix=config.student_prefix, max_seq_length=config.data.max_length)
+        else:
+            save_model_dir(student, tokenizer, student_dir)
         heads = trainer._objective_state()
         if heads:
             from safetensors.torch import save_file

@@ -72,11 +72,14 @@ class DistillationTrainer(Trainer):
         )
         recorder = self._recorders.get(role)
         return Outputs(
-            logits=output.logits,
+            logits=getattr(output, "logits", None),
             hidden_states=output.hidden_states,
             attentions=output.attentions,
             qkv=recorder.take() if recorder else {},
             attention_mask=inputs["attention_mask"],
+            embeddings=mean_pool(output.last_hidden_state, inputs["attention_mask"])
+            if "embeddings" in self.requires
+            else None,
         )
 
     def teacher_outputs(self, inputs: dict[str, torch.Tensor]) -> Outputs:
@@ -90,6 +93,9 @@ class DistillationTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         student = self._forward(model, {k: inputs[k] for k in STUDENT_INPUTS if k in inputs}, "student")
+        if "translation_input_ids" in inputs:
+            translation = {k: inputs[f"translation_{k}"] for k in STUDENT_INPUTS if f"translation_{k}" in inputs}
+            student.translation_embeddings = self._forward(model, translation, "student").embeddings
         teacher = self.teacher_outputs(inputs)
         loss, terms = self.objectives(student, teacher, inputs)
         if model.training:
@@ -97,7 +103,7 @@ class DistillationTrainer(Trainer):
             for term, value in terms.items():
                 self._term_sums[term] += value.detach().item()
         if return_outputs:
-            return loss, SequenceClassifierOutput(loss=loss, logits=student.logits)
+            return loss, SequenceClassifierOutput(loss=loss, logits=student.logits if student.logits is not None else student.embeddings)
         return loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -144,6 +150,12 @@ class DistillationTrainer(Trainer):
         path = os.path.join(resume_from_checkpoint, DISTILLATION_HEADS_FILE)
         if os.path.isfile(path):
             self.accelerator.unwrap_model(self.objectives).load_state_dict(load_file(path))
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the token states over the attention mask: sentence-transformers' mean Pooling."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
 
 class _SamplerEpoch(TrainerCallback):

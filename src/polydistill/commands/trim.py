@@ -1,0 +1,147 @@
+"""``polydistill trim``: keep only the vocabulary that some languages use.
+
+    polydistill trim offline:multilingual-e5-small --languages de,fr,es,ru,ja --out DIR
+    polydistill trim MODEL --languages de --corpus catalogs:django --corpus de=mails.txt --min-count 2 --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "trim",
+        help="cut a multilingual model's vocabulary down to the tokens of some languages",
+        description=(
+            "Tokenise a corpus of the chosen languages, keep the special tokens, the tokens seen at "
+            "least --min-count times and fallback characters, and write a model whose embedding "
+            "matrix (and MLM head) holds only those rows, with a tokenizer that maps text to the new "
+            "ids. Text made only of kept tokens encodes and embeds exactly as before. A report "
+            "(trim_report.json) goes beside the model."
+        ),
+    )
+    parser.add_argument("model", metavar="MODEL", help="offline:<name>, a model directory or a Hub id")
+    parser.add_argument(
+        "--languages", required=True, type=_language_list,
+        help="comma-separated BCP 47 codes of the languages to keep, e.g. de,fr,ja",
+    )
+    parser.add_argument(
+        "--corpus", action="append", metavar="SOURCE",
+        help="text to count tokens on (repeatable): catalogs:django, catalogs:sphinx, catalogs:all, "
+        "a .txt file (one text a line), a JSONL/CSV/TSV/Parquet file with a 'text' column (and "
+        "'lang'), or LANG=PATH for a file in one language (default: catalogs:all)",
+    )
+    parser.add_argument(
+        "--min-count", type=int, default=1, metavar="N", help="keep tokens seen at least N times (default 1)"
+    )
+    parser.add_argument(
+        "--max-vocab", type=int, default=None, metavar="N",
+        help="at most N tokens in all: the most frequent corpus tokens fill what the special tokens "
+        "and fallback characters leave",
+    )
+    parser.add_argument(
+        "--keep-characters", choices=("scripts", "corpus", "all", "none"), default="scripts",
+        help="single-character pieces kept so unseen words re-segment instead of becoming <unk>: "
+        "all of each script the corpus uses (default), only the corpus's characters, all, or none",
+    )
+    parser.add_argument(
+        "--keep-token", action="append", default=[], metavar="TOKEN",
+        help="a token to keep whatever the corpus (repeatable)",
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="where to write the trimmed model")
+    parser.add_argument("--force", action="store_true", help="write into a non-empty DIR (files of the same name are replaced)")
+    parser.set_defaults(func=_trim)
+
+
+def _language_list(value: str) -> list[str]:
+    languages = [part for part in re.split(r"[,\s]+", value) if part]
+    if not languages:
+        raise argparse.ArgumentTypeError("expected comma-separated language codes, e.g. de,fr,ja")
+    return languages
+
+
+def _trim(args: argparse.Namespace) -> int:
+    import random
+    import time
+
+    from rich.console import Console
+
+    from polydistill.errors import PolydistillError
+    from polydistill.models.trim import (
+        DEFAULT_CORPUS,
+        corpus_texts_by_language,
+        save_trimmed,
+        sentence_transformers_prompts,
+        trim_vocabulary,
+        write_report,
+    )
+    from polydistill.models.zoo import resolve_model_path
+
+    started = time.perf_counter()
+    console = Console(stderr=True)
+    out = Path(args.out).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
+        raise PolydistillError(f"{out} exists and is not empty; choose another --out or pass --force")
+    if args.min_count < 1:
+        raise PolydistillError(f"--min-count must be at least 1, not {args.min_count}")
+    if args.max_vocab is not None and args.max_vocab < 1:
+        raise PolydistillError(f"--max-vocab must be at least 1, not {args.max_vocab}")
+
+    source_dir = resolve_model_path(args.model)
+    if source_dir.resolve() == out.resolve():
+        raise PolydistillError("--out must differ from the model directory")
+    sources = args.corpus or list(DEFAULT_CORPUS)
+    console.print(f"reading the corpus ({', '.join(sources)}) for {', '.join(args.languages)}")
+    texts = corpus_texts_by_language(sources, args.languages)
+
+    console.print(f"loading {args.model} from {source_dir}")
+    model, tokenizer = _load(source_dir)
+    prompts = sentence_transformers_prompts(source_dir)
+    result = trim_vocabulary(
+        model,
+        tokenizer,
+        texts,
+        min_count=args.min_count,
+        max_vocab=args.max_vocab,
+        keep_tokens=args.keep_token,
+        keep_texts=prompts,
+        keep_characters=args.keep_characters,
+    )
+    report = result.report
+    report.model = args.model
+    report.corpus = sources
+
+    rng = random.Random(0)
+    check_texts = prompts + [
+        text for language_texts in texts.values() for text in rng.sample(language_texts, min(50, len(language_texts)))
+    ]
+    console.print(f"writing {out}")
+    save_trimmed(result, out, source_dir=source_dir, check_texts=check_texts)
+    report.seconds = time.perf_counter() - started
+    write_report(report, out)  # again, now that the time includes saving
+    report.print_table(Console())
+    console.print(f"trimmed model written to {out} in {report.seconds:.1f} s (report: {out / 'trim_report.json'})")
+    return 0
+
+
+def _load(directory: Path) -> tuple[Any, Any]:
+    """The model class its config names (so a masked-LM or classifier keeps its head) and its tokenizer."""
+    import transformers
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    from polydistill.errors import PolydistillError
+
+    config = AutoConfig.from_pretrained(directory)
+    architectures = getattr(config, "architectures", None) or []
+    model_class = getattr(transformers, architectures[0], None) if architectures else None
+    if model_class is None:
+        model_class = AutoModel
+    model = model_class.from_pretrained(directory, dtype="auto").eval()
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    if not getattr(tokenizer, "is_fast", False):
+        raise PolydistillError(f"the tokenizer in {directory} is not a fast tokenizer (tokenizer.json); cannot trim it")
+    return model, tokenizer

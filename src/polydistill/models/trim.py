@@ -1,0 +1,915 @@
+"""Vocabulary trimming: keep only the embedding rows of the tokens a set of languages uses.
+
+In a multilingual encoder most parameters are the embedding matrix (96.0M of
+multilingual-e5-small's 117.5M). A model that serves a few languages needs the rows of the
+tokens those languages produce, so :func:`trim_vocabulary` tokenises a corpus of those
+languages, keeps the tokens seen at least ``min_count`` times (and the special, structural and
+fallback tokens described below), and cuts the model and tokenizer down to them:
+
+- the tokenizer keeps its normaliser and pre-tokeniser and the kept pieces (Unigram scores
+  unchanged), renumbered: special tokens first in their old order, then the rest in their old
+  order, so ``<s> <pad> </s> <unk>`` stay 0-3 in XLM-R (whose position ids depend on the pad id);
+- the model keeps the same rows of every vocabulary-sized parameter: input embeddings, output
+  embeddings and the MLM head's bias, tied weights staying tied;
+- a text whose old tokens are all kept gets the same tokens, renumbered, and so the same
+  outputs. This is checked on the whole corpus at trim time.
+
+Unseen text degrades as SentencePiece and WordPiece themselves degrade: a Unigram tokenizer
+re-segments a word with the pieces that remain, down to single characters, and writes
+``<unk>`` only for characters with no piece; a WordPiece tokenizer splits a word greedily into
+the longest pieces that remain (``##`` pieces inside the word) and writes one ``[UNK]`` for a
+word it cannot spell to the end. Keeping single characters makes ``<unk>`` rare; how many is
+``keep_characters``:
+
+- ``"scripts"`` (default): every single-character piece of each writing system the corpus uses
+  (all of Han and kana for Japanese, all of Cyrillic for Russian...), plus shared digits and
+  punctuation. Unseen text in the chosen languages never becomes ``<unk>`` unless the original
+  vocabulary had no piece for a character either. About 8.5k rows for de/fr/es/ru/ja on XLM-R;
+- ``"corpus"``: only the characters the corpus contains (smallest model);
+- ``"all"``: every single-character piece (13,828 on XLM-R);
+- ``"none"``: no extra pieces (unseen words may fall to ``<unk>`` quickly).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from polydistill.errors import DataError, PolydistillError
+from polydistill.models import tokenizer_surgery as surgery
+
+if TYPE_CHECKING:
+    import torch
+    from rich.console import Console
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
+
+CharacterPolicy = Literal["scripts", "corpus", "all", "none"]
+CHARACTER_POLICIES: tuple[str, ...] = ("scripts", "corpus", "all", "none")
+#: the corpus when none is given: the target side of Django's and Sphinx's translation catalogs
+DEFAULT_CORPUS: tuple[str, ...] = ("catalogs:all",)
+CATALOG_PREFIX = "catalogs:"
+CATALOG_ORIGINS = ("django", "sphinx", "all")
+#: where texts from a file without a language go in the per-language counts
+UNTAGGED = "untagged"
+REPORT_FILE = "trim_report.json"
+#: sentence-transformers files that describe the pipeline around the transformer
+SENTENCE_TRANSFORMERS_FILES = ("modules.json", "config_sentence_transformers.json")
+ENCODE_BATCH = 1024
+#: single characters that belong to no script yet occur in any language's text
+_SHARED_CATEGORIES = frozenset({"Nd", "Nl", "No", "Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Sm", "Sc", "Sk", "Zs"})
+#: first words of Unicode names that name a script by another word, or no script at all
+_SCRIPT_ALIASES = {
+    "CJK": "Han",
+    "IDEOGRAPHIC": "Han",
+    "HIRAGANA": "Kana",
+    "KATAKANA": "Kana",
+    "KATAKANA-HIRAGANA": "Kana",
+}
+_NAME_QUALIFIERS = frozenset({"FULLWIDTH", "HALFWIDTH", "SMALL", "MATHEMATICAL", "PARENTHESIZED", "CIRCLED"})
+_NO_SCRIPT = frozenset({"COMBINING", "MODIFIER", "VARIATION", "CARON", "ZERO", "TAG"})
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+@dataclass
+class ParameterCounts:
+    """Parameters in vocabulary-sized tensors (``embedding``) and in everything else."""
+
+    embedding: int
+    other: int
+
+    @property
+    def total(self) -> int:
+        return self.embedding + self.other
+
+    def to_dict(self) -> dict[str, int]:
+        return {"embedding": self.embedding, "other": self.other, "total": self.total}
+
+
+@dataclass
+class LanguageCoverage:
+    """How one language's corpus text tokenises before and after the trim.
+
+    ``covered_tokens`` counts the original tokens that the trimmed tokenizer still produces,
+    same span and same piece: a dropped piece lowers it, and so does the re-segmentation it
+    causes around it. ``unchanged_texts`` counts texts whose whole token sequence is unchanged.
+    """
+
+    texts: int = 0
+    tokens: int = 0
+    covered_tokens: int = 0
+    tokens_after: int = 0
+    unknown_before: int = 0
+    unknown_after: int = 0
+    unchanged_texts: int = 0
+
+    @property
+    def coverage(self) -> float:
+        return self.covered_tokens / self.tokens if self.tokens else 1.0
+
+    @property
+    def unchanged_text_share(self) -> float:
+        return self.unchanged_texts / self.texts if self.texts else 1.0
+
+    @property
+    def length_ratio(self) -> float:
+        return self.tokens_after / self.tokens if self.tokens else 1.0
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {
+            **asdict(self),
+            "coverage": round(self.coverage, 6),
+            "unchanged_text_share": round(self.unchanged_text_share, 6),
+            "length_ratio": round(self.length_ratio, 6),
+        }
+
+
+@dataclass
+class TrimReport:
+    """What a trim kept and what it cost; saved as ``trim_report.json`` beside the model."""
+
+    tokenizer_model: str
+    vocab_before: int
+    vocab_after: int
+    parameters_before: ParameterCounts
+    parameters_after: ParameterCounts
+    #: why each kept token was kept (each counted once, in this order of precedence)
+    kept: dict[str, int]
+    min_count: int
+    max_vocab: int | None
+    keep_characters: str
+    coverage: dict[str, LanguageCoverage]
+    disk_bytes_before: int | None = None
+    disk_bytes_after: int | None = None
+    model: str | None = None
+    corpus: list[str] = field(default_factory=list)
+    seconds: float | None = None
+
+    @property
+    def languages(self) -> list[str]:
+        return list(self.coverage)
+
+    def to_dict(self) -> dict[str, Any]:
+        before, after = self.parameters_before.total, self.parameters_after.total
+        return {
+            "model": self.model,
+            "tokenizer_model": self.tokenizer_model,
+            "languages": self.languages,
+            "corpus": list(self.corpus),
+            "min_count": self.min_count,
+            "max_vocab": self.max_vocab,
+            "keep_characters": self.keep_characters,
+            "vocab_before": self.vocab_before,
+            "vocab_after": self.vocab_after,
+            "kept": dict(self.kept),
+            "parameters_before": self.parameters_before.to_dict(),
+            "parameters_after": self.parameters_after.to_dict(),
+            "parameter_reduction": round(1 - after / before, 6) if before else 0.0,
+            "disk_bytes_before": self.disk_bytes_before,
+            "disk_bytes_after": self.disk_bytes_after,
+            "coverage": {language: counts.to_dict() for language, counts in self.coverage.items()},
+            "seconds": None if self.seconds is None else round(self.seconds, 2),
+        }
+
+    def print_table(self, console: Console | None = None) -> None:
+        """Sizes before and after, then per-language coverage, as rich tables."""
+        from rich.console import Console
+        from rich.table import Table
+
+        console = console or Console()
+        sizes = Table(title=f"Vocabulary trim{f' of {self.model}' if self.model else ''}")
+        sizes.add_column("")
+        sizes.add_column("before", justify="right")
+        sizes.add_column("after", justify="right")
+        sizes.add_column("change", justify="right")
+
+        def row(name: str, before: int | None, after: int | None, unit: float = 1, suffix: str = "") -> None:
+            if before is None or after is None:
+                return
+            change = f"{(after - before) / before:+.1%}" if before else ""
+            sizes.add_row(name, f"{before / unit:,.1f}{suffix}" if unit != 1 else f"{before:,}",
+                          f"{after / unit:,.1f}{suffix}" if unit != 1 else f"{after:,}", change)
+
+        row("vocabulary (tokens)", self.vocab_before, self.vocab_after)
+        row("embedding parameters", self.parameters_before.embedding, self.parameters_after.embedding)
+        row("other parameters", self.parameters_before.other, self.parameters_after.other)
+        row("total parameters", self.parameters_before.total, self.parameters_after.total)
+        row("disk size", self.disk_bytes_before, self.disk_bytes_after, unit=1e6, suffix=" MB")
+        console.print(sizes)
+        reasons = ", ".join(f"{count:,} {reason.replace('_', ' ')}" for reason, count in self.kept.items())
+        console.print(f"kept: {reasons}")
+
+        coverage = Table(title=f"Corpus coverage (min_count {self.min_count}"
+                               f"{f', max_vocab {self.max_vocab:,}' if self.max_vocab else ''})")
+        for name in ("language", "texts", "tokens", "coverage", "length", "<unk>", "unchanged"):
+            coverage.add_column(name, justify="left" if name == "language" else "right", no_wrap=True)
+        for language, counts in self.coverage.items():
+            coverage.add_row(
+                language,
+                f"{counts.texts:,}",
+                f"{counts.tokens:,}",
+                f"{counts.coverage:.2%}",
+                f"{counts.length_ratio - 1:+.1%}",
+                f"{counts.unknown_after:,}",
+                f"{counts.unchanged_text_share:.1%}",
+            )
+        console.print(coverage)
+        console.print(
+            "coverage: share of the corpus's tokens the trimmed tokenizer still produces (same span, "
+            "same piece); length: change in token count; unchanged: texts tokenised exactly as before"
+        )
+
+
+@dataclass
+class TrimResult:
+    """The trimmed model (the one passed in, modified in place), its new tokenizer, the report.
+
+    ``old_ids[new_id]`` is the id a kept token had before the trim.
+    """
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerFast
+    report: TrimReport
+    old_ids: list[int]
+
+    @property
+    def old_to_new(self) -> dict[int, int]:
+        """New id of every kept old id (dropped ids are absent).
+
+        On text whose tokens are all kept, ``[old_to_new[i] for i in teacher_ids]`` are the
+        trimmed model's ids, position for position: a teacher with the original vocabulary and
+        its trimmed student see aligned token sequences.
+        """
+        return {old_id: new_id for new_id, old_id in enumerate(self.old_ids)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Trimming
+
+
+def trim_vocabulary(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerFast,
+    texts_by_language: Mapping[str, Sequence[str]],
+    *,
+    min_count: int = 1,
+    max_vocab: int | None = None,
+    keep_tokens: Iterable[str] = (),
+    keep_texts: Iterable[str] = (),
+    keep_characters: CharacterPolicy = "scripts",
+) -> TrimResult:
+    """Cut ``model`` and ``tokenizer`` down to the tokens that ``texts_by_language`` uses.
+
+    Kept, in order of precedence: the tokens the tokenizer and model config name (special and
+    added tokens, post-processor and padding tokens, ``*_token_id`` of the config) and the
+    structural pieces of :func:`~polydistill.models.tokenizer_surgery.structural_token_ids`;
+    ``keep_tokens`` and every token of ``keep_texts`` (e.g. prompts such as ``"query: "``); the
+    fallback characters of ``keep_characters`` (see the module docstring); then the corpus
+    tokens seen at least ``min_count`` times, the most frequent first, as many as fit in
+    ``max_vocab`` tokens in all.
+
+    ``model`` is modified in place and returned (copy it first to keep the original); it may
+    be a bare encoder, a masked-LM or a sequence-classification model. The returned tokenizer
+    is new. Raises :class:`~polydistill.errors.PolydistillError` for unsupported tokenizers,
+    unknown ``keep_tokens`` or a ``max_vocab`` smaller than the tokens that must stay.
+    """
+    import torch
+
+    started = time.perf_counter()
+    if min_count < 1:
+        raise PolydistillError(f"min_count must be at least 1, not {min_count}")
+    if keep_characters not in CHARACTER_POLICIES:
+        raise PolydistillError(
+            f"keep_characters must be one of {', '.join(CHARACTER_POLICIES)}, not {keep_characters!r}"
+        )
+    texts_by_language = {language: list(texts) for language, texts in texts_by_language.items()}
+    keep_texts = list(keep_texts)
+    if not any(texts_by_language.values()):
+        raise DataError("the corpus for vocabulary trimming is empty; give texts for at least one language")
+
+    state = surgery.tokenizer_state(tokenizer)
+    model_type = surgery.tokenizer_model_type(state)
+    tokens = surgery.all_tokens(state)
+    token_ids = {token: token_id for token_id, token in sorted(tokens.items(), reverse=True)}
+    vocabulary_size = len(surgery.model_vocabulary(state))
+    input_embeddings = model.get_input_embeddings()
+    rows = int(input_embeddings.weight.shape[0])
+    if max(tokens) >= rows:
+        raise PolydistillError(
+            f"the tokenizer has ids up to {max(tokens)} but the model's embedding matrix has only "
+            f"{rows} rows; tokenizer and model do not belong together"
+        )
+
+    encoder = _plain_encoder(tokenizer)
+    counts, corpus_characters = _count_tokens(encoder, texts_by_language)
+
+    # Why each token stays, in order of precedence; a token is counted under its first reason.
+    required = {token_ids[token] for token in surgery.referenced_tokens(state) if token in token_ids}
+    required |= surgery.special_token_ids(state, tokenizer)
+    required |= surgery.structural_token_ids(state)
+    required |= {token_id for token_id in _config_token_ids(model) if token_id in tokens}
+    if input_embeddings.padding_idx is not None:
+        required.add(int(input_embeddings.padding_idx))
+    requested = _requested_ids(keep_tokens, keep_texts, token_ids, encoder) - required
+    characters = _character_ids(state, keep_characters, corpus_characters) - required - requested
+    always = required | requested
+    frequent = sorted(
+        (token_id for token_id, count in counts.items() if count >= min_count and token_id not in always),
+        key=lambda token_id: (-counts[token_id], token_id),
+    )
+    if max_vocab is not None:
+        fixed = len(always | characters)
+        if fixed > max_vocab:
+            raise PolydistillError(
+                f"max_vocab {max_vocab:,} is smaller than the {fixed:,} tokens that must stay "
+                f"({len(required):,} special and structural, {len(requested):,} requested, "
+                f"{len(characters):,} fallback characters with keep_characters={keep_characters!r}); "
+                "raise max_vocab or keep fewer characters (keep_characters='corpus' or 'none')"
+            )
+        frequent = _fill_budget(frequent, characters, max_vocab - fixed)
+    corpus_kept = set(frequent)
+    characters -= corpus_kept
+    kept = required | requested | corpus_kept | characters
+
+    specials = surgery.special_token_ids(state, tokenizer)
+    old_ids = (
+        sorted(token_id for token_id in kept if token_id < vocabulary_size and token_id in specials)
+        + sorted(token_id for token_id in kept if token_id < vocabulary_size and token_id not in specials)
+        + sorted(token_id for token_id in kept if token_id >= vocabulary_size)
+    )
+    old_to_new = {old_id: new_id for new_id, old_id in enumerate(old_ids)}
+
+    new_tokenizer = surgery.build_tokenizer(tokenizer, surgery.trimmed_state(state, old_ids))
+    if len(new_tokenizer) != len(old_ids):
+        raise PolydistillError(
+            f"the trimmed tokenizer has {len(new_tokenizer)} tokens after loading, expected {len(old_ids)}; "
+            f"{type(tokenizer).__name__} rebuilds its vocabulary in a way trimming cannot follow"
+        )
+
+    # every check before the model is touched, so that an error leaves it as it was
+    new_encoder = _plain_encoder(new_tokenizer)
+    coverage = _coverage(encoder, new_encoder, texts_by_language, old_to_new,
+                         old_unk=_unknown_id(tokenizer), new_unk=_unknown_id(new_tokenizer))
+    _check_faithful(encoder, new_encoder, keep_texts, old_to_new)
+    _check_position_ids(model, input_embeddings.padding_idx, old_to_new)
+
+    vocabulary_parameters = _vocabulary_parameters(model, rows)
+    parameters_before = _parameter_counts(model, vocabulary_parameters)
+    _select_rows(model, vocabulary_parameters, torch.tensor(old_ids, dtype=torch.long), old_to_new)
+    parameters_after = _parameter_counts(model, _vocabulary_parameters(model, len(old_ids)))
+
+    report = TrimReport(
+        tokenizer_model=model_type,
+        vocab_before=len(tokens),
+        vocab_after=len(old_ids),
+        parameters_before=parameters_before,
+        parameters_after=parameters_after,
+        kept={
+            "special_and_structural": len(required),
+            "requested": len(requested),
+            "corpus": len(corpus_kept),
+            "fallback_characters": len(characters),
+        },
+        min_count=min_count,
+        max_vocab=max_vocab,
+        keep_characters=keep_characters,
+        coverage=coverage,
+        seconds=time.perf_counter() - started,
+    )
+    return TrimResult(model=model, tokenizer=new_tokenizer, report=report, old_ids=old_ids)
+
+
+def _fill_budget(frequent: list[int], characters: set[int], room: int) -> list[int]:
+    """The most frequent tokens that fit in ``room`` slots beside the reserved characters.
+
+    Fallback characters have their slots already (they keep unseen text off ``<unk>``), so the
+    frequent ones among them cost nothing here.
+    """
+    chosen: list[int] = []
+    for token_id in frequent:
+        if token_id in characters:
+            chosen.append(token_id)
+        elif room > 0:
+            chosen.append(token_id)
+            room -= 1
+    return chosen
+
+
+def _plain_encoder(tokenizer: Any) -> Any:
+    """The backend, or a copy of it that neither truncates nor pads: counting must see whole texts."""
+    from tokenizers import Tokenizer
+
+    backend = tokenizer.backend_tokenizer
+    if backend.truncation is None and backend.padding is None:
+        return backend  # as transformers leaves it: a copy of a large vocabulary costs seconds
+    backend = Tokenizer.from_str(backend.to_str())
+    backend.no_truncation()
+    backend.no_padding()
+    return backend
+
+
+def _batches(texts: Sequence[str], size: int = ENCODE_BATCH) -> Iterable[Sequence[str]]:
+    for start in range(0, len(texts), size):
+        yield texts[start : start + size]
+
+
+def _count_tokens(encoder: Any, texts_by_language: Mapping[str, Sequence[str]]) -> tuple[Counter[int], set[str]]:
+    """How often each token id occurs in the corpus, and which characters the corpus holds."""
+    from tqdm.auto import tqdm
+
+    counts: Counter[int] = Counter()
+    characters: set[str] = set()
+    normalizer = encoder.normalizer
+    total = sum(len(texts) for texts in texts_by_language.values())
+    with tqdm(total=total, desc="counting tokens", unit="text", disable=None, leave=False) as progress:
+        for texts in texts_by_language.values():
+            for batch in _batches(texts):
+                for encoding in encoder.encode_batch(list(batch), add_special_tokens=False):
+                    counts.update(encoding.ids)
+                for text in batch:
+                    characters.update(normalizer.normalize_str(text) if normalizer is not None else text)
+                progress.update(len(batch))
+    return counts, characters
+
+
+def _requested_ids(
+    keep_tokens: Iterable[str], keep_texts: Iterable[str], token_ids: Mapping[str, int], encoder: Any
+) -> set[int]:
+    keep_tokens = list(keep_tokens)
+    unknown = [token for token in keep_tokens if token not in token_ids]
+    if unknown:
+        raise PolydistillError(f"keep_tokens names tokens the tokenizer does not have: {unknown[:10]}")
+    ids = {token_ids[token] for token in keep_tokens}
+    texts = [text for text in keep_texts if text]
+    if texts:
+        for encoding in encoder.encode_batch(texts, add_special_tokens=False):
+            ids.update(encoding.ids)
+    return ids
+
+
+def character_script(character: str) -> str | None:
+    """The writing system of a letter or mark, from its Unicode name; None for shared characters.
+
+    An approximation of the Unicode Script property (which the standard library lacks): the
+    first word of the name (``CYRILLIC SMALL LETTER A``), with Han and kana named as such.
+    Digits, punctuation, symbols and combining marks return None.
+    """
+    if unicodedata.category(character)[0] not in "LM":
+        return None
+    words = unicodedata.name(character, "").split()
+    while len(words) > 1 and words[0] in _NAME_QUALIFIERS:
+        words = words[1:]
+    if not words or words[0] in _NO_SCRIPT:
+        return None
+    return _SCRIPT_ALIASES.get(words[0], words[0].title())
+
+
+def _is_shared_character(character: str) -> bool:
+    return character_script(character) is None and (
+        unicodedata.category(character) in _SHARED_CATEGORIES or unicodedata.category(character)[0] == "M"
+    )
+
+
+def _character_ids(state: Mapping[str, Any], policy: str, corpus_characters: set[str]) -> set[int]:
+    """Ids of the single-character pieces ``policy`` keeps for unseen text (module docstring)."""
+    pieces = surgery.character_token_ids(state)
+    if policy == "none":
+        return set()
+    if policy == "all":
+        chosen: Iterable[str] = pieces
+    elif policy == "corpus":
+        chosen = [character for character in pieces if character in corpus_characters]
+    else:
+        scripts = {character_script(character) for character in corpus_characters} - {None}
+        chosen = [
+            character
+            for character in pieces
+            if character in corpus_characters
+            or character_script(character) in scripts
+            or _is_shared_character(character)
+        ]
+    return {token_id for character in chosen for token_id in pieces[character]}
+
+
+def _config_token_ids(model: Any) -> set[int]:
+    """Token ids the model's config (and generation config) names: pad, bos, eos, sep..."""
+    ids: set[int] = set()
+    for config in (model.config, getattr(model, "generation_config", None)):
+        if config is None:
+            continue
+        for key, value in config.to_dict().items():
+            if not key.endswith("_token_id"):
+                continue
+            for token_id in value if isinstance(value, list) else [value]:
+                if isinstance(token_id, int) and token_id >= 0:
+                    ids.add(token_id)
+    return ids
+
+
+def _output_embeddings(model: Any) -> Any:
+    try:
+        return model.get_output_embeddings()
+    except (AttributeError, NotImplementedError):
+        return None
+
+
+def _vocabulary_parameters(model: Any, rows: int) -> dict[int, torch.nn.Parameter]:
+    """Every parameter indexed by token id, by identity (tied parameters appear once).
+
+    The input embeddings; the output embeddings (a masked-LM decoder) and their bias; and the
+    1-D vocabulary-sized parameters of the modules that hold the decoder, which is where
+    masked-LM heads keep their output bias (``cls.predictions.bias``, ``lm_head.bias``).
+    """
+    found: dict[int, torch.nn.Parameter] = {}
+    weight = model.get_input_embeddings().weight
+    found[id(weight)] = weight
+    output = _output_embeddings(model)
+    if output is None:
+        return found
+    for parameter in output.parameters(recurse=False):
+        if parameter.shape[0] != rows:
+            raise PolydistillError(
+                f"the output embeddings have {parameter.shape[0]} rows but the input embeddings {rows}; "
+                "cannot trim them together"
+            )
+        found[id(parameter)] = parameter
+    name = next((name for name, module in model.named_modules() if module is output), None)
+    if name:
+        parts = name.split(".")
+        for depth in range(1, len(parts)):
+            holder = model.get_submodule(".".join(parts[:depth]))
+            for parameter in holder.parameters(recurse=False):
+                if parameter.dim() == 1 and parameter.shape[0] == rows:
+                    found[id(parameter)] = parameter
+    return found
+
+
+def _parameter_counts(model: Any, vocabulary_parameters: Mapping[int, Any]) -> ParameterCounts:
+    embedding = other = 0
+    for parameter in model.parameters():  # shared parameters come once
+        if id(parameter) in vocabulary_parameters:
+            embedding += parameter.numel()
+        else:
+            other += parameter.numel()
+    return ParameterCounts(embedding=embedding, other=other)
+
+
+def _check_position_ids(model: Any, old_pad: int | None, old_to_new: Mapping[int, int]) -> None:
+    """Refuse a trim that would move the pad id of a model whose position ids start after it.
+
+    RoBERTa-style embeddings number positions from ``padding_idx + 1``: a new pad id would
+    shift every position. Putting special tokens first keeps XLM-R's ``<pad>`` at 1.
+    """
+    import torch
+
+    if old_pad is None or old_to_new.get(old_pad) == old_pad:
+        return
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.Embedding) and getattr(module, "padding_idx", None) == old_pad:
+            raise PolydistillError(
+                f"trimming would move the pad token from id {old_pad} to {old_to_new.get(old_pad)}, "
+                f"but {name or 'the model'} derives position ids from the pad id; keep the tokens before it"
+            )
+
+
+def _select_rows(
+    model: Any, vocabulary_parameters: Mapping[int, Any], index: torch.Tensor, old_to_new: Mapping[int, int]
+) -> None:
+    """Keep rows ``index`` of every vocabulary parameter, in place, and update what counts them."""
+    import torch
+
+    replacements = {
+        key: torch.nn.Parameter(
+            parameter.detach().index_select(0, index.to(parameter.device)).clone(),
+            requires_grad=parameter.requires_grad,
+        )
+        for key, parameter in vocabulary_parameters.items()
+    }
+    for module in model.modules():
+        for name, parameter in list(module._parameters.items()):
+            if parameter is not None and id(parameter) in replacements:
+                setattr(module, name, replacements[id(parameter)])
+
+    size = int(index.numel())
+    input_embeddings = model.get_input_embeddings()
+    input_embeddings.num_embeddings = size
+    if input_embeddings.padding_idx is not None:
+        input_embeddings.padding_idx = old_to_new[int(input_embeddings.padding_idx)]
+    output = _output_embeddings(model)
+    if output is not None and hasattr(output, "out_features"):
+        output.out_features = size
+    model.config.vocab_size = size
+    for config in (model.config, getattr(model, "generation_config", None)):
+        if config is not None:
+            _remap_config_ids(config, old_to_new)
+
+
+def _remap_config_ids(config: Any, old_to_new: Mapping[int, int]) -> None:
+    for key, value in config.to_dict().items():
+        if not key.endswith("_token_id") or value is None:
+            continue
+        if isinstance(value, list):
+            setattr(config, key, [old_to_new[token_id] for token_id in value if token_id in old_to_new])
+        elif isinstance(value, int) and value >= 0:
+            setattr(config, key, old_to_new.get(value))  # None when the config named no real token
+
+
+def _unknown_id(tokenizer: Any) -> int | None:
+    return tokenizer.unk_token_id if tokenizer.unk_token is not None else None
+
+
+def _coverage(
+    old_encoder: Any,
+    new_encoder: Any,
+    texts_by_language: Mapping[str, Sequence[str]],
+    old_to_new: Mapping[int, int],
+    *,
+    old_unk: int | None,
+    new_unk: int | None,
+) -> dict[str, LanguageCoverage]:
+    """Re-tokenise the corpus with both tokenizers; check kept text is unchanged, count the rest."""
+    from tqdm.auto import tqdm
+
+    coverage: dict[str, LanguageCoverage] = {}
+    total = sum(len(texts) for texts in texts_by_language.values())
+    with tqdm(total=total, desc="checking coverage", unit="text", disable=None, leave=False) as progress:
+        for language, texts in texts_by_language.items():
+            counts = coverage[language] = LanguageCoverage()
+            for batch in _batches(texts):
+                old_encodings = old_encoder.encode_batch(list(batch), add_special_tokens=False)
+                new_encodings = new_encoder.encode_batch(list(batch), add_special_tokens=False)
+                for text, old, new in zip(batch, old_encodings, new_encodings):
+                    expected = [old_to_new.get(token_id) for token_id in old.ids]
+                    unchanged = new.ids == expected
+                    if None not in expected and not unchanged:
+                        raise _unfaithful(text, old.tokens, new.tokens)
+                    counts.texts += 1
+                    counts.tokens += len(old.ids)
+                    counts.tokens_after += len(new.ids)
+                    counts.unchanged_texts += unchanged
+                    counts.unknown_before += sum(token_id == old_unk for token_id in old.ids)
+                    counts.unknown_after += sum(token_id == new_unk for token_id in new.ids)
+                    if unchanged:
+                        counts.covered_tokens += len(old.ids)
+                    else:
+                        spans = Counter(zip(old.offsets, old.tokens)) & Counter(zip(new.offsets, new.tokens))
+                        counts.covered_tokens += sum(spans.values())
+                progress.update(len(batch))
+    return coverage
+
+
+def _check_faithful(old_encoder: Any, new_encoder: Any, texts: list[str], old_to_new: Mapping[int, int]) -> None:
+    for text in texts:
+        old = old_encoder.encode(text, add_special_tokens=False)
+        new = new_encoder.encode(text, add_special_tokens=False)
+        if new.ids != [old_to_new.get(token_id) for token_id in old.ids]:
+            raise _unfaithful(text, old.tokens, new.tokens)
+
+
+def _unfaithful(text: str, old: Sequence[str], new: Sequence[str]) -> PolydistillError:
+    return PolydistillError(
+        "the trimmed tokenizer segments a text whose tokens were all kept differently from the "
+        f"original ({text!r}: {list(old)} became {list(new)}); this tokenizer cannot be trimmed "
+        "faithfully, please report it"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Corpus
+
+
+def corpus_texts_by_language(sources: Sequence[str], languages: Sequence[str]) -> dict[str, list[str]]:
+    """The texts to count per language, from built-in catalogs and users' files.
+
+    A source is ``catalogs:django``, ``catalogs:sphinx`` or ``catalogs:all`` (the translated
+    side of each pair in the requested languages; the English side for ``en``), or a file:
+    ``.txt`` (one text a line), or JSONL/CSV/TSV/Parquet read by
+    :func:`polydistill.data.readers.read_examples` (column ``text``, and ``lang`` when present,
+    whose rows outside ``languages`` are skipped). ``LANG=PATH`` tags a whole file with one
+    language. Texts of a file with neither come under ``"untagged"``. Languages are BCP 47
+    codes, normalised; a language with no text at all is an error unless untagged texts exist.
+    """
+    from polydistill.data.languages import normalize_language
+
+    wanted: list[str] = []
+    for code in languages:
+        try:
+            wanted.append(normalize_language(code))
+        except ValueError as error:
+            raise DataError(f"languages: {error}") from None
+    wanted = list(dict.fromkeys(wanted))
+    if not wanted:
+        raise DataError("no languages given; name the languages to keep, e.g. de,fr,ja")
+    if not sources:
+        raise DataError("no corpus given; name a built-in catalog (catalogs:all) or a file")
+
+    texts: dict[str, list[str]] = {}
+    available: set[str] = set()
+    for source in sources:
+        if source.startswith(CATALOG_PREFIX):
+            found, catalog_languages = _catalog_texts(source, wanted)
+            available |= catalog_languages
+        else:
+            found = _file_texts(source, wanted)
+        for language, language_texts in found.items():
+            texts.setdefault(language, []).extend(language_texts)
+    if not any(texts.values()):
+        raise DataError(f"the corpus ({', '.join(sources)}) holds no text in {', '.join(wanted)}")
+    missing = [language for language in wanted if not texts.get(language)]
+    if missing and not texts.get(UNTAGGED):
+        hints = []
+        for language in missing:
+            near = sorted(code for code in available if code.split("-")[0] == language.split("-")[0])
+            if near:
+                hints.append(f"{language}: did you mean {', '.join(near)}?")
+        raise DataError(
+            f"the corpus ({', '.join(sources)}) has no text in {', '.join(missing)}"
+            + (f" ({'; '.join(hints)})" if hints else "")
+            + "; add a file of that language (LANG=PATH) or drop the language"
+        )
+    ordered = {language: texts[language] for language in wanted if texts.get(language)}
+    if texts.get(UNTAGGED):
+        ordered[UNTAGGED] = texts[UNTAGGED]
+    return ordered
+
+
+def _catalog_texts(source: str, wanted: Sequence[str]) -> tuple[dict[str, list[str]], set[str]]:
+    from polydistill.data.catalogs import catalog_pairs
+
+    origin = source[len(CATALOG_PREFIX) :]
+    if origin not in CATALOG_ORIGINS:
+        raise DataError(
+            f"unknown corpus '{source}'; expected "
+            f"{', '.join(CATALOG_PREFIX + name for name in CATALOG_ORIGINS)} or a file"
+        )
+    pairs = catalog_pairs(origin)
+    found: dict[str, list[str]] = {}
+    wanted_set = set(wanted)
+    for text, language in zip(pairs["text"], pairs["lang"]):
+        if language in wanted_set:
+            found.setdefault(language, []).append(text)
+    if "en" in wanted_set:
+        found["en"] = list(dict.fromkeys(pairs["en"]))
+    return found, set(pairs.unique("lang")) | {"en"}
+
+
+def _file_texts(spec: str, wanted: Sequence[str]) -> dict[str, list[str]]:
+    from polydistill.data.languages import normalize_language
+
+    tag: str | None = None
+    path = Path(spec).expanduser()
+    if not path.exists() and "=" in spec:
+        code, _, rest = spec.partition("=")
+        try:
+            tag = normalize_language(code)
+        except ValueError:
+            raise DataError(f"corpus '{spec}': '{code}' is not a language code (expected LANG=PATH)") from None
+        path = Path(rest).expanduser()
+    if not path.exists():
+        raise DataError(f"corpus file {path} does not exist")
+
+    if path.suffix.lower() == ".txt":
+        lines = path.read_text(encoding="utf-8").splitlines()
+        texts = [line.strip() for line in lines if line.strip()]
+        return {tag or UNTAGGED: texts}
+
+    from polydistill.data.readers import read_examples
+
+    has_language = tag is None and "lang" in _columns(path)
+    dataset = read_examples(path, lang_column="lang" if has_language else None)
+    if not has_language:
+        return {tag or UNTAGGED: list(dataset["text"])}
+    found: dict[str, list[str]] = {}
+    wanted_set = set(wanted)
+    for text, language in zip(dataset["text"], dataset["lang"]):
+        if language in wanted_set:
+            found.setdefault(language, []).append(text)
+    return found
+
+
+def _columns(path: Path) -> list[str]:
+    """Column names of a data file, read from its first record or header."""
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    record = json.loads(line)
+                    return list(record) if isinstance(record, dict) else []
+        return []
+    if suffix in (".csv", ".tsv"):
+        with path.open(encoding="utf-8", newline="") as handle:
+            return next(csv.reader(handle, delimiter="\t" if suffix == ".tsv" else ","), [])
+    if suffix == ".parquet":
+        import pyarrow.parquet as parquet
+
+        return list(parquet.read_schema(path).names)
+    if path.is_dir():
+        import datasets
+
+        return list(datasets.load_from_disk(str(path)).column_names)
+    return []
+
+
+# ---------------------------------------------------------------------------------------------
+# Saving
+
+
+def directory_size(directory: Path) -> int:
+    """Bytes of all files under ``directory`` (following links, as a model snapshot needs)."""
+    return sum(path.stat().st_size for path in Path(directory).rglob("*") if path.is_file())
+
+
+def save_trimmed(
+    result: TrimResult,
+    directory: str | Path,
+    *,
+    source_dir: str | Path | None = None,
+    check_texts: Sequence[str] = (),
+) -> Path:
+    """Write the trimmed model as a standard directory, with ``trim_report.json`` beside it.
+
+    Safetensors weights and the new ``tokenizer.json`` load with ``AutoModel`` /
+    ``AutoTokenizer``. When ``source_dir`` is a sentence-transformers directory, its module
+    files are copied too, so ``SentenceTransformer(directory)`` gives the pipeline it had
+    (pooling, normalisation, prompts). The saved tokenizer is read back and must encode
+    ``check_texts`` exactly as the in-memory one does.
+    """
+    from transformers import AutoTokenizer
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    transformer_dir = directory
+    if source_dir is not None:
+        transformer_dir = directory / _copy_sentence_transformers_files(Path(source_dir), directory)
+    result.model.save_pretrained(transformer_dir)
+    result.tokenizer.save_pretrained(str(transformer_dir))
+
+    if check_texts:
+        reloaded = AutoTokenizer.from_pretrained(str(transformer_dir))
+        texts = list(check_texts)
+        if reloaded(texts)["input_ids"] != result.tokenizer(texts)["input_ids"]:
+            raise PolydistillError(
+                f"the tokenizer saved in {transformer_dir} encodes differently once loaded with "
+                "AutoTokenizer; the trimmed model was written but should not be used"
+            )
+
+    report = result.report
+    if source_dir is not None:
+        report.disk_bytes_before = directory_size(Path(source_dir))
+    report.disk_bytes_after = directory_size(directory)
+    write_report(report, directory)
+    return directory
+
+
+def write_report(report: TrimReport, directory: str | Path) -> Path:
+    """Write ``report`` as ``trim_report.json`` in ``directory``; return the file."""
+    path = Path(directory) / REPORT_FILE
+    path.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def _copy_sentence_transformers_files(source: Path, destination: Path) -> str:
+    """Copy the sentence-transformers pipeline around the transformer; return its folder ('' = root)."""
+    modules_file = source / "modules.json"
+    if not modules_file.is_file():
+        return ""
+    modules = json.loads(modules_file.read_text(encoding="utf-8"))
+    transformer_path = ""
+    for module in modules:
+        module_path = module.get("path", "")
+        if module.get("type", "").endswith(".Transformer"):
+            transformer_path = module_path
+            # the Transformer module's own settings (max_seq_length, do_lower_case)
+            config = source / module_path / "sentence_bert_config.json"
+            if config.is_file():
+                (destination / module_path).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(config, destination / module_path / "sentence_bert_config.json")
+        elif module_path and (source / module_path).is_dir():
+            shutil.copytree(source / module_path, destination / module_path, dirs_exist_ok=True)
+    for name in SENTENCE_TRANSFORMERS_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, destination / name)
+    return transformer_path
+
+
+def sentence_transformers_prompts(model_dir: str | Path) -> list[str]:
+    """The prompts a sentence-transformers directory prepends (e5's ``"query: "``, ``"passage: "``).
+
+    Trimming keeps their tokens: a prompt that re-segmented would change every embedding.
+    """
+    path = Path(model_dir) / "config_sentence_transformers.json"
+    if not path.is_file():
+        return []
+    prompts = json.loads(path.read_text(encoding="utf-8")).get("prompts") or {}
+    return [prompt for prompt in prompts.values() if isinstance(prompt, str) and prompt]
