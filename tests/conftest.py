@@ -108,6 +108,20 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """Tests never write into the user's cache (offline models, teacher outputs)."""
+    import os
+
+    previous = os.environ.get("POLYDISTILL_CACHE")
+    os.environ["POLYDISTILL_CACHE"] = str(tmp_path_factory.mktemp("polydistill-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("POLYDISTILL_CACHE", None)
+    else:
+        os.environ["POLYDISTILL_CACHE"] = previous
+
+
 @pytest.fixture(scope="session")
 def wordpiece_tokenizer():
     return build_wordpiece_tokenizer()

@@ -446,8 +446,8 @@ def test_the_size_estimate_shown_before_writing_is_the_size_written(teacher_dir,
 
 
 def test_the_default_cache_root_follows_the_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv("POLYDISTILL_CACHE_DIR", str(tmp_path / "mine"))
-    assert default_cache_root() == tmp_path / "mine"
-    monkeypatch.delenv("POLYDISTILL_CACHE_DIR")
+    monkeypatch.setenv("POLYDISTILL_CACHE", str(tmp_path / "mine"))
+    assert default_cache_root() == tmp_path / "mine" / "teacher-outputs"
+    monkeypatch.delenv("POLYDISTILL_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_root() == tmp_path / "xdg" / "polydistill" / "teacher-outputs"

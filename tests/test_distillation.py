@@ -127,3 +127,19 @@ def test_labels_objective_without_labels_is_refused(tiny_teacher_dir, tmp_path):
     config.write_text(f"teacher:\n  model: {tiny_teacher_dir}\ndata:\n  train:\n    path: train.jsonl\n    label_column: null\nobjectives:\n  labels: {{}}\n")
     with pytest.raises(ConfigError, match="objectives.labels needs gold labels"):
         load_config(config)
+
+
+def test_teacher_runs_once_per_distinct_input():
+    from datasets import Dataset
+
+    from polydistill.training.run import distinct_teacher_inputs
+
+    features = Dataset.from_dict(
+        {
+            "input_ids": [[1, 5], [1, 6], [1, 7], [1, 8]],
+            "teacher_input_ids": [[2, 9, 3], [2, 4, 3], [2, 9, 3], [2, 9, 3]],  # rows 0, 2, 3: one English source
+        }
+    )
+    unique_rows, example_index = distinct_teacher_inputs(features)
+    assert unique_rows == [0, 1]
+    assert example_index == [0, 1, 0, 0]

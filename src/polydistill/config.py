@@ -45,6 +45,12 @@ class TeacherConfig(Section):
     prefix: str = Field(
         default="", description="text put before every input of this model, e.g. 'query: ' for e5 models"
     )
+    cache: bool = Field(
+        default=True,
+        description="run the teacher once over the training data and train from its stored outputs; "
+        "turn off for data augmentation (inputs that change every epoch) or when disk is short",
+    )
+    cache_dir: str | None = Field(default=None, description="default: teacher-outputs in $POLYDISTILL_CACHE (else ~/.cache/polydistill)")
 
 
 class TrimVocabularyConfig(Section):

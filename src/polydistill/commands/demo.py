@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from importlib import resources
 
-DEMO_RECIPES = {"classification": "demo-classification.yaml"}
+DEMO_RECIPES = {"classification": "demo-classification.yaml", "embeddings": "demo-embeddings.yaml"}
 #: --quick: a first look in a few minutes (three languages, one of them in a non-Latin script)
 QUICK_LANGUAGES = ["de", "ja", "ar"]
 QUICK_TRAINING = {"teacher_epochs": 3, "student_epochs": 1}
@@ -34,14 +34,17 @@ def demo_config_dict(task: str, *, languages: list[str] | None, quick: bool) -> 
     raw = yaml.safe_load(recipe_path(task).read_text(encoding="utf-8"))
     if quick:
         languages = languages or QUICK_LANGUAGES
-        raw["teacher"]["finetune"]["training"]["num_train_epochs"] = QUICK_TRAINING["teacher_epochs"]
+        if "finetune" in raw["teacher"]:
+            raw["teacher"]["finetune"]["training"]["num_train_epochs"] = QUICK_TRAINING["teacher_epochs"]
         raw["training"]["num_train_epochs"] = QUICK_TRAINING["student_epochs"]
         raw["output_dir"] = raw["output_dir"] + "-quick"
     if languages:
         served = ["en"] + [code for code in languages if code != "en"]
         raw["student"]["trim_vocabulary"]["languages"] = served
-        raw["data"]["train"]["languages"] = served
-        raw["data"]["eval"]["languages"] = served
+        # classification trains and evaluates in English too; translation pairs have English on one side
+        data_languages = served if task == "classification" else served[1:]
+        raw["data"]["train"]["languages"] = data_languages
+        raw["data"]["eval"]["languages"] = data_languages
     return raw
 
 
@@ -63,17 +66,21 @@ def _demo(args: argparse.Namespace) -> int:
     config = validate_config(raw, source_file=Path(str(recipe_path(args.task))))
     result = run(config, output_dir=args.out)
 
+    from polydistill.evaluation.metrics import primary_metric_for
+    from polydistill.evaluation.report import metric_name
+
     metrics = result.metrics
-    table = Table(title="Teacher vs student, macro-F1 per language (test split)")
+    metric = primary_metric_for(metrics["task"])
+    table = Table(title=f"Teacher vs student, {metric_name(metric)} per language (test split)")
     for column in ("language", "n", "teacher", "student", "retention"):
         table.add_column(column, justify="left" if column == "language" else "right")
     for code, entry in metrics["languages"].items():
-        retention = entry["retention"].get("macro_f1")
+        retention = entry["retention"].get(metric)
         table.add_row(
             code,
             str(entry["n"]),
-            f"{entry['teacher']['macro_f1']:.3f}",
-            f"{entry['student']['macro_f1']:.3f}",
+            f"{entry['teacher'][metric]:.3f}",
+            f"{entry['student'][metric]:.3f}",
             "n/a" if retention is None else f"{retention:.1%}",
         )
     console = Console()

@@ -86,13 +86,13 @@ class TeacherCacheError(PolydistillError):
 
 
 def default_cache_root() -> Path:
-    """Where caches live unless a run names a directory: ``$POLYDISTILL_CACHE_DIR``, else
-    ``$XDG_CACHE_HOME/polydistill/teacher-outputs`` (``~/.cache/...``). One place for all runs,
-    so that runs and hyperparameter trials with the same teacher and data share one cache."""
-    if os.environ.get("POLYDISTILL_CACHE_DIR"):
-        return Path(os.environ["POLYDISTILL_CACHE_DIR"]).expanduser()
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
-    return base / "polydistill" / "teacher-outputs"
+    """Where caches live unless a run names a directory: ``teacher-outputs`` in polydistill's
+    cache (``$POLYDISTILL_CACHE``, else ``$XDG_CACHE_HOME/polydistill``, else ``~/.cache/polydistill``).
+    One place for all runs, so that runs and hyperparameter trials with the same teacher and
+    data share one cache."""
+    from polydistill.models.offline import cache_root
+
+    return cache_root() / "teacher-outputs"
 
 
 # --------------------------------------------------------------------------- fields

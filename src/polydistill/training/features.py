@@ -102,6 +102,8 @@ class DistillationCollator:
             batch.update({f"translation_{k}": v for k, v in translation.items()})
         if "labels" in features[0]:
             batch["labels"] = torch.tensor([f["labels"] for f in features], dtype=torch.long)
+        if "example_index" in features[0]:  # the row of the teacher-output cache
+            batch["example_index"] = torch.tensor([f["example_index"] for f in features], dtype=torch.long)
         return batch
 
     @staticmethod

@@ -474,12 +474,20 @@ def distil(config: RunConfig, teacher, teacher_tokenizer, base_dir: Path, train,
         else None
     )
     arguments = training_arguments(config, output_dir / "checkpoints", config.training)
+    teacher_cache = None
+    if config.teacher.cache:
+        unique_rows, example_index = distinct_teacher_inputs(train_features)
+        teacher_cache = build_teacher_cache(
+            config, teacher, teacher_tokenizer, tokenizer, train_features.select(unique_rows), objectives, arguments
+        )
+        train_features = train_features.add_column("example_index", example_index)
     trainer = DistillationTrainer(
         model=student,
         args=arguments,
         teacher=teacher,
         objectives=objectives,
         language_alpha=config.data.balance_alpha,
+        teacher_cache=teacher_cache,
         train_dataset=train_features,
         eval_dataset=eval_features,
         data_collator=DistillationCollator(tokenizer, teacher_tokenizer),
@@ -502,6 +510,55 @@ def distil(config: RunConfig, teacher, teacher_tokenizer, base_dir: Path, train,
             save_file(heads, str(output_dir / DISTILLATION_HEADS_FILE))
     (output_dir / "train_metrics.json").write_text(json.dumps(train_output.metrics, indent=2))
     return RunResult(output_dir, student_dir, train_output.metrics), student, tokenizer
+
+
+def distinct_teacher_inputs(features) -> tuple[list[int], list[int]]:
+    """Rows with distinct teacher inputs, and for every row the position of its input among them.
+
+    When the teacher reads the English source of each translation, one source stands for a row
+    in every language: the teacher needs to run once per source, not once per row.
+    """
+    from polydistill.data.readers import column_values
+
+    column = "teacher_input_ids" if "teacher_input_ids" in features.column_names else "input_ids"
+    position: dict[tuple[int, ...], int] = {}
+    unique_rows, example_index = [], []
+    for row, ids in enumerate(column_values(features, column)):
+        key = tuple(ids)
+        if key not in position:
+            position[key] = len(unique_rows)
+            unique_rows.append(row)
+        example_index.append(position[key])
+    return unique_rows, example_index
+
+
+def build_teacher_cache(config: RunConfig, teacher, teacher_tokenizer, tokenizer, train_features, objectives, arguments):
+    """Run the teacher once over the (distinct) training inputs, or reuse the outputs stored by an
+    earlier run with the same teacher weights, tokenizer, inputs and fields."""
+    from polydistill.training.cache import TeacherCache, cache_fields, cache_fingerprint, default_cache_root
+    from polydistill.training.features import DistillationCollator
+    from polydistill.training.trainer import mean_pool
+
+    embeddings = config.task == "embeddings"
+    fields = cache_fields(objectives, teacher_layers=teacher.config.num_hidden_layers, logits=not embeddings, embeddings=embeddings)
+    teacher_sha256 = fingerprint_weights(Path(teacher.name_or_path))
+    fingerprint = cache_fingerprint(
+        teacher_sha256=teacher_sha256, tokenizer=teacher_tokenizer, features=train_features,
+        max_length=config.data.max_length, fields=fields,
+    )
+    root = Path(config.teacher.cache_dir).expanduser() if config.teacher.cache_dir else default_cache_root()
+    with arguments.main_process_first(desc="teacher cache"):
+        return TeacherCache.load_or_build(
+            root,
+            fingerprint=fingerprint,
+            teacher=teacher,
+            features=train_features,
+            collator=DistillationCollator(tokenizer, teacher_tokenizer),
+            fields=fields,
+            batch_size=arguments.per_device_eval_batch_size,
+            device=arguments.device,
+            embed=(lambda model, inputs: mean_pool(model(**inputs).last_hidden_state, inputs["attention_mask"])) if embeddings else None,
+        )
 
 
 def _needs_layer_map(config: RunConfig) -> bool:

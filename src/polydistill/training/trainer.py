@@ -20,6 +20,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from polydistill.objectives import ObjectiveSet, Outputs
 from polydistill.objectives.capture import QKVRecorder
+from polydistill.training.cache import TeacherCache
 
 DISTILLATION_HEADS_FILE = "distillation_heads.safetensors"
 STUDENT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -35,10 +36,12 @@ class DistillationTrainer(Trainer):
         teacher: PreTrainedModel | None,
         objectives: ObjectiveSet,
         language_alpha: float | None = None,
+        teacher_cache: TeacherCache | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.language_alpha = language_alpha
+        self.teacher_cache = teacher_cache
         self.requires = objectives.requires
         self.objectives = objectives.to(self.args.device)
         if self.args.world_size > 1 and any(p.requires_grad for p in objectives.parameters()):
@@ -83,6 +86,8 @@ class DistillationTrainer(Trainer):
         )
 
     def teacher_outputs(self, inputs: dict[str, torch.Tensor]) -> Outputs:
+        if self.teacher_cache is not None and "example_index" in inputs:
+            return self.teacher_cache.outputs(inputs)
         if self.teacher is None:
             return Outputs()
         prefix = "teacher_" if "teacher_input_ids" in inputs else ""

@@ -1,0 +1,31 @@
+"""`polydistill demo --quick` end to end on the real offline teacher (a few minutes: marked slow)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_report_and_a_student_that_loads_with_pipeline(tmp_path):
+    from transformers import pipeline
+
+    from polydistill.cli import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--languages", "de", "--out", str(out)]) == 0
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["task"] == "classification" and set(metrics["languages"]) == {"en", "de"}
+    assert metrics["student"]["parameters"] <= 0.1 * metrics["teacher"]["parameters"]
+    html = (out / "report.html").read_text()
+    assert "German" in html and "English" in html and "http" not in html
+
+    classify = pipeline("text-classification", model=str(out / "student"))
+    labels = {p["label"] for p in classify(["Enter a valid email address.", "Ungültiges Passwort"])}
+    assert labels <= set(metrics["meta"]["label_names"])
+    # the run's config is saved and valid, so `polydistill run OUT/config.yaml` reproduces it
+    from polydistill.config import load_config
+
+    assert load_config(out / "config.yaml").student.trim_vocabulary.languages == ["en", "de"]
