@@ -481,6 +481,40 @@ def settings_dict(settings: EfficiencySettings) -> dict[str, Any]:
     return asdict(settings)
 
 
+def settings_for(mode: str, *, max_length: int) -> EfficiencySettings | None:
+    """A run config's ``evaluation.efficiency`` ("full", "quick" or "off") as settings."""
+    if mode == "off":
+        return None
+    return EfficiencySettings(max_length=max_length) if mode == "full" else EfficiencySettings.quick(max_length=max_length)
+
+
+def measure_teacher_and_student(
+    settings: EfficiencySettings,
+    *,
+    student: Any,
+    tokenizer: Any,
+    student_texts: list[str],
+    student_dir: Path | None,
+    teacher: Any = None,
+    teacher_tokenizer: Any = None,
+    teacher_texts: list[str] | None = None,
+    teacher_dir: Path | None = None,
+    max_length: int,
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Both models measured the same way, one after the other in this process (teacher first).
+
+    Timed inputs are truncated like the evaluated ones (``max_length``). Returns
+    (teacher's record or None, student's record).
+    """
+    options = settings_dict(settings) | {"max_length": max_length}
+    teacher_record = None
+    if teacher is not None:
+        teacher_record = measure_efficiency(
+            teacher, teacher_tokenizer or tokenizer, teacher_texts or student_texts, model_dir=teacher_dir, **options
+        )
+    return teacher_record, measure_efficiency(student, tokenizer, student_texts, model_dir=student_dir, **options)
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--probe":
         sys.exit(_probe_main(sys.argv[2]))

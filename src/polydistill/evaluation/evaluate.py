@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from polydistill.errors import DataError
-from polydistill.evaluation.efficiency import EfficiencySettings, measure_efficiency, settings_dict
+from polydistill.evaluation.efficiency import EfficiencySettings, measure_teacher_and_student, settings_dict
 from polydistill.evaluation.metrics import agreement, classification_metrics, primary_metric_for, retention
 
 UNDETERMINED_LANGUAGE = "und"
@@ -382,16 +382,20 @@ def evaluate_run(
         batch_size=batch_size, max_length=max_length, teacher_text_column=teacher_text_column,
     )
     teacher_efficiency = student_efficiency = None
-    # Timed inputs are truncated like the evaluated ones.
-    options = None if efficiency is None else settings_dict(efficiency) | {"max_length": max_length}
-    if options is not None:
+    if efficiency is not None:
         student_texts = [str(text) for text in dataset["text"]]
-        if teacher is not None:
-            teacher_texts = [str(text) for text in dataset[teacher_text_column]] if teacher_text_column else student_texts
-            teacher_efficiency = measure_efficiency(
-                teacher, teacher_tokenizer or tokenizer, teacher_texts, model_dir=teacher_dir, **options
-            )
-        student_efficiency = measure_efficiency(student, tokenizer, student_texts, model_dir=student_dir, **options)
+        teacher_efficiency, student_efficiency = measure_teacher_and_student(
+            efficiency,
+            student=student,
+            tokenizer=tokenizer,
+            student_texts=student_texts,
+            student_dir=student_dir,
+            teacher=teacher,
+            teacher_tokenizer=teacher_tokenizer,
+            teacher_texts=[str(text) for text in dataset[teacher_text_column]] if teacher_text_column else None,
+            teacher_dir=teacher_dir,
+            max_length=max_length,
+        )
     document = build_metrics_document(
         "classification",
         quality,
@@ -401,7 +405,8 @@ def evaluate_run(
         meta={
             "label_names": dataset_label_names(dataset),
             "max_length": max_length,
-            "efficiency_settings": options,
+            # the settings as used: timed inputs are truncated like the evaluated ones
+            "efficiency_settings": None if efficiency is None else settings_dict(efficiency) | {"max_length": max_length},
         },
     )
     out = Path(out_dir)

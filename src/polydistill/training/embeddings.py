@@ -107,7 +107,7 @@ def encoder_function(model, tokenizer, *, prefix: str, max_length: int, batch_si
 
 def evaluate_embeddings_run(config: RunConfig, output_dir: Path, *, student, tokenizer, teacher, teacher_tokenizer, evaluation, teacher_dir: Path, student_dir: Path) -> dict[str, Any]:
     """Translation retrieval per language, similarity-structure retention, size and speed; metrics.json and report."""
-    from polydistill.evaluation.efficiency import EfficiencySettings, measure_efficiency, settings_dict
+    from polydistill.evaluation.efficiency import measure_teacher_and_student, settings_dict, settings_for
     from polydistill.evaluation.evaluate import METRICS_FILENAME, build_metrics_document, write_metrics
     from polydistill.evaluation.report import write_report
     from polydistill.evaluation.retrieval import evaluate_embeddings
@@ -119,17 +119,14 @@ def evaluate_embeddings_run(config: RunConfig, output_dir: Path, *, student, tok
         pairs,
         teacher_encode=encoder_function(teacher, teacher_tokenizer, prefix=config.teacher.prefix, max_length=max_length),
     )
-    efficiency = {
-        "full": EfficiencySettings(max_length=max_length),
-        "quick": EfficiencySettings.quick(max_length=max_length),
-        "off": None,
-    }[config.evaluation.efficiency]
+    efficiency = settings_for(config.evaluation.efficiency, max_length=max_length)
     teacher_efficiency = student_efficiency = None
     if efficiency is not None:
-        options = settings_dict(efficiency) | {"max_length": max_length}
         texts = [str(t) for t in pairs.select_columns(["text"])[:]["text"]]
-        teacher_efficiency = measure_efficiency(teacher, teacher_tokenizer, texts, model_dir=teacher_dir, **options)
-        student_efficiency = measure_efficiency(student, tokenizer, texts, model_dir=student_dir, **options)
+        teacher_efficiency, student_efficiency = measure_teacher_and_student(
+            efficiency, student=student, tokenizer=tokenizer, student_texts=texts, student_dir=student_dir,
+            teacher=teacher, teacher_tokenizer=teacher_tokenizer, teacher_dir=teacher_dir, max_length=max_length,
+        )
     from polydistill.training.run import run_summary
 
     document = build_metrics_document(

@@ -357,14 +357,10 @@ def write_card(config: RunConfig, student_dir: Path, metrics: dict[str, Any], *,
 
 def evaluate_and_report(config: RunConfig, output_dir: Path, student, tokenizer, teacher, teacher_tokenizer, evaluation, teacher_dir: Path, student_dir: Path) -> dict[str, Any]:
     """Per-language quality of teacher and student, their size and speed, and the report."""
-    from polydistill.evaluation.efficiency import EfficiencySettings
+    from polydistill.evaluation.efficiency import settings_for
     from polydistill.evaluation.evaluate import evaluate_run
 
-    efficiency = {
-        "full": EfficiencySettings(max_length=config.data.max_length),
-        "quick": EfficiencySettings.quick(max_length=config.data.max_length),
-        "off": None,
-    }[config.evaluation.efficiency]
+    efficiency = settings_for(config.evaluation.efficiency, max_length=config.data.max_length)
     console.print("[bold]Evaluating[/] teacher and student per language")
     student.eval()
     metrics = evaluate_run(
@@ -388,7 +384,8 @@ def evaluate_and_report(config: RunConfig, output_dir: Path, student, tokenizer,
 def run_summary(config: RunConfig) -> dict[str, Any]:
     return {
         "teacher": config.teacher.model,
-        "student": config.student.model_dump(mode="json", exclude_none=True),
+        "student": describe_student(config),
+        "student_config": config.student.model_dump(mode="json", exclude_none=True),
         "data": config.data.train.path,
         "objectives": {name: section.model_dump() for name, section in config.objectives.enabled()},
     }
@@ -564,6 +561,21 @@ def build_teacher_cache(config: RunConfig, teacher, teacher_tokenizer, tokenizer
 def _needs_layer_map(config: RunConfig) -> bool:
     o = config.objectives
     return bool((o.hidden_states and not o.hidden_states.layer_map) or (o.attentions and not o.attentions.layer_map))
+
+
+def describe_student(config: RunConfig) -> str:
+    """One line a report can use as the student's name, e.g. "layers [0, 6, 11] of X, vocabulary of 13 languages"."""
+    student = config.student
+    parts = []
+    keep = student.keep_layers
+    if keep is not None:
+        parts.append(f"layers {keep}" if isinstance(keep, list) else f"{keep} layers")
+    parts[-1:] = [f"{parts[-1]} of {student.model or config.teacher.model}"] if parts else [student.model or config.teacher.model]
+    if student.is_narrower:
+        parts.append(f"hidden {student.hidden_size}, heads {student.num_attention_heads}, FFN {student.intermediate_size}")
+    if student.trim_vocabulary:
+        parts.append(f"vocabulary trimmed to {len(student.trim_vocabulary.languages)} languages")
+    return ", ".join(parts)
 
 
 def _teacher_text(source: DataSourceConfig) -> str | None:
