@@ -305,7 +305,9 @@ def run(config: RunConfig, output_dir: str | Path | None = None) -> RunResult:
     else:
         label_names = classifier_label_names(teacher_config) if not config.teacher.finetune else None
         train = load_examples(config.data.train, config, tokenizer=teacher_tokenizer, label_names=label_names)
-        label_names = label_names or _dataset_label_names(train)
+        from polydistill.evaluation.evaluate import dataset_label_names
+
+        label_names = label_names or dataset_label_names(train)
         evaluation = (
             load_examples(config.data.eval, config, tokenizer=teacher_tokenizer, label_names=label_names)
             if config.data.eval
@@ -389,11 +391,6 @@ def run_summary(config: RunConfig) -> dict[str, Any]:
         "data": config.data.train.path,
         "objectives": {name: section.model_dump() for name, section in config.objectives.enabled()},
     }
-
-
-def _dataset_label_names(dataset) -> list[str] | None:
-    feature = dataset.features.get("label")
-    return list(feature.names) if feature is not None and hasattr(feature, "names") else None
 
 
 def distil(config: RunConfig, teacher, teacher_tokenizer, base_dir: Path, train, evaluation, output_dir: Path, label_names):
