@@ -528,7 +528,7 @@ def evaluation_data(settings: Settings, task: str):
     return config, pairs.rename_columns({"text": "en"}).rename_columns({"translation": "text"})
 
 
-def classification_quality(model_dir: str, settings: Settings, *, prefix: str = "") -> dict[str, Any]:
+def classification_quality(model_dir: str, settings: Settings) -> dict[str, Any]:
     """Macro-F1 per language (evaluate_classification), and the per-example predictions for the bootstrap."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

@@ -137,9 +137,10 @@ def test_teacher_runs_once_per_distinct_input():
     features = Dataset.from_dict(
         {
             "input_ids": [[1, 5], [1, 6], [1, 7], [1, 8]],
-            "teacher_input_ids": [[2, 9, 3], [2, 4, 3], [2, 9, 3], [2, 9, 3]],  # rows 0, 2, 3: one English source
+            # rows 0, 2, 3: one English source; row 1 a shorter one
+            "teacher_input_ids": [[2, 9, 8, 3], [2, 4, 3], [2, 9, 8, 3], [2, 9, 8, 3]],
         }
     )
     unique_rows, example_index = distinct_teacher_inputs(features)
-    assert unique_rows == [0, 1]
-    assert example_index == [0, 1, 0, 0]
+    assert unique_rows == [1, 0]  # shortest first
+    assert example_index == [1, 0, 1, 1]

@@ -410,20 +410,26 @@ def is_builtin_source(path: str) -> bool:
     return path.startswith("catalogs:")
 
 
-def check_against_teacher(config: RunConfig, teacher_layers: int, student_layers: int) -> None:
-    """Refuse layer indices the teacher (or the student being built) does not have."""
+def check_against_teacher(config: RunConfig, teacher_layers: int, student_layers: int, base_layers: int | None = None) -> None:
+    """Refuse layer indices the teacher (or the student being built) does not have.
+
+    ``base_layers``: layers of the model the student is built from, when ``student.model`` names
+    one other than the teacher (``keep_layers`` then indexes that model's layers).
+    """
     where = config.source_file or "config"
 
     def fail(field: str, message: str) -> None:
         raise ConfigError(f"{where}: {field}: {message}")
 
     keep = config.student.keep_layers
-    if isinstance(keep, int) and keep > teacher_layers:
-        fail("student.keep_layers", f"asks for {keep} layers but the teacher has {teacher_layers}")
-    if isinstance(keep, list) and max(keep) >= teacher_layers:
+    base_layers = teacher_layers if base_layers is None else base_layers
+    base = "the teacher" if config.student.model is None else f"'{config.student.model}'"
+    if isinstance(keep, int) and keep > base_layers:
+        fail("student.keep_layers", f"asks for {keep} layers but {base} has {base_layers}")
+    if isinstance(keep, list) and max(keep) >= base_layers:
         fail(
             "student.keep_layers",
-            f"layer {max(keep)} does not exist; the teacher has layers 0..{teacher_layers - 1}",
+            f"layer {max(keep)} does not exist; {base} has layers 0..{base_layers - 1}",
         )
     objectives = config.objectives
     if objectives.hidden_states and objectives.hidden_states.layer_map:

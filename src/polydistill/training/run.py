@@ -290,7 +290,7 @@ def run(config: RunConfig, output_dir: str | Path | None = None) -> RunResult:
     teacher_config = AutoConfig.from_pretrained(teacher_dir, trust_remote_code=trust)
     base_dir = resolve_model_path(config.student.model) if config.student.model else teacher_dir
     base_layers = (AutoConfig.from_pretrained(base_dir) if config.student.model else teacher_config).num_hidden_layers
-    check_against_teacher(config, teacher_config.num_hidden_layers, student_layer_count(config, base_layers))
+    check_against_teacher(config, teacher_config.num_hidden_layers, student_layer_count(config, base_layers), base_layers)
 
     teacher_tokenizer = load_tokenizer(teacher_dir, trust)
     eager = config.objectives.needs_attention_weights
@@ -507,7 +507,7 @@ def distil(config: RunConfig, teacher, teacher_tokenizer, base_dir: Path, train,
 
 
 def distinct_teacher_inputs(features) -> tuple[list[int], list[int]]:
-    """Rows with distinct teacher inputs, and for every row the position of its input among them.
+    """Rows with distinct teacher inputs (shortest first), and for every row the position of its input among them.
 
     When the teacher reads the English source of each translation, one source stands for a row
     in every language: the teacher needs to run once per source, not once per row.
@@ -515,15 +515,14 @@ def distinct_teacher_inputs(features) -> tuple[list[int], list[int]]:
     from polydistill.data.readers import column_values
 
     column = "teacher_input_ids" if "teacher_input_ids" in features.column_names else "input_ids"
-    position: dict[tuple[int, ...], int] = {}
-    unique_rows, example_index = [], []
-    for row, ids in enumerate(column_values(features, column)):
-        key = tuple(ids)
-        if key not in position:
-            position[key] = len(unique_rows)
-            unique_rows.append(row)
-        example_index.append(position[key])
-    return unique_rows, example_index
+    first_row: dict[tuple[int, ...], int] = {}
+    keys = [tuple(ids) for ids in column_values(features, column)]
+    for row, key in enumerate(keys):
+        first_row.setdefault(key, row)
+    # in order of length, so the teacher's batches carry little padding while the cache is built
+    ordered = sorted(first_row, key=len)
+    position = {key: index for index, key in enumerate(ordered)}
+    return [first_row[key] for key in ordered], [position[key] for key in keys]
 
 
 def build_teacher_cache(config: RunConfig, teacher, teacher_tokenizer, tokenizer, train_features, objectives, arguments):
