@@ -6,6 +6,7 @@ one step alone; :func:`run` strings them together in the order of the design's o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -71,14 +72,25 @@ def package_versions() -> dict[str, str]:
 
 
 def fingerprint_weights(model_dir: Path) -> str:
-    """sha256 over the weight files of a model directory (names and bytes), in name order."""
-    digest = hashlib.sha256()
+    """sha256 over the weight files of a model directory (names and bytes), in name order.
+
+    Remembered per file state (name, size, mtime) in this process: a run needs the teacher's
+    fingerprint for run.json and again for the teacher-output cache key.
+    """
+    model_dir = Path(model_dir).resolve()
     files = sorted(p for p in model_dir.rglob("*") if p.suffix in {".safetensors", ".bin"} and p.is_file())
     if not files:
         raise ConfigError(f"model directory {model_dir} has no weight files to fingerprint")
-    for path in files:
-        digest.update(path.relative_to(model_dir).as_posix().encode())
-        with path.open("rb") as handle:
+    state = tuple((p.relative_to(model_dir).as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _hash_files(model_dir, state)
+
+
+@functools.lru_cache(maxsize=16)
+def _hash_files(model_dir: Path, state: tuple[tuple[str, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for name, _, _ in state:
+        digest.update(name.encode())
+        with (model_dir / name).open("rb") as handle:
             while chunk := handle.read(1 << 22):
                 digest.update(chunk)
     return digest.hexdigest()
@@ -421,7 +433,7 @@ def distil(config: RunConfig, teacher, teacher_tokenizer, base_dir: Path, train,
     )
     student = built.model
     if student_cfg.trim_vocabulary:
-        from polydistill.models.trim import corpus_texts_by_language, trim_vocabulary
+        from polydistill.models.trim import corpus_texts_by_language, trim_vocabulary, write_report
 
         trim = student_cfg.trim_vocabulary
         texts = corpus_texts_by_language(trim.corpus, trim.languages)
@@ -437,7 +449,7 @@ def distil(config: RunConfig, teacher, teacher_tokenizer, base_dir: Path, train,
         student, tokenizer = trimmed.model, trimmed.tokenizer
         trimmed.report.print_table()
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "trim_report.json").write_text(json.dumps(trimmed.report.to_dict(), indent=2))
+        write_report(trimmed.report, output_dir)
     if eager:
         student.set_attn_implementation("eager")
 
