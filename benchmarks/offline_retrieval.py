@@ -85,13 +85,17 @@ def top1_accuracy(model: object, pairs: list[tuple[str, str]], prompt_name: str 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="offline:multilingual-e5-small",
-                        help="offline:<name>, or a directory (e.g. one written by `polydistill models save`)")
+    parser.add_argument(
+        "--model",
+        default="offline:multilingual-e5-small",
+        help="offline:<name>, or a directory (e.g. one written by `polydistill models save`)",
+    )
     parser.add_argument("--languages", nargs="+", default=list(DEFAULT_LANGUAGES))
     parser.add_argument("--prompt", default="query", help="prompt name of the model to use, or 'none'")
     parser.add_argument("--min-words", type=int, default=4)
-    parser.add_argument("--catalogs", choices=("core", "all"), default="core",
-                        help="core: django/conf/locale only; all: every Django app's catalog too")
+    parser.add_argument(
+        "--catalogs", choices=("core", "all"), default="core", help="core: django/conf/locale only; all: every Django app's catalog too"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
 
@@ -118,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         results[language] = {"pairs": len(pairs), "top1": round(accuracy, 4)}
         print(f"{language:<9}{len(pairs):>7}{accuracy:>8.3f}{seconds:>9.1f}")
     if args.json:
-        summary = {"model": args.model, "prompt": prompt_name, "catalogs": args.catalogs,
-                   "min_words": args.min_words, "results": results}
+        summary = {"model": args.model, "prompt": prompt_name, "catalogs": args.catalogs, "min_words": args.min_words, "results": results}
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
     return 0
 

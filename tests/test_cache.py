@@ -10,7 +10,6 @@ Losses computed from cached outputs agree with the online teacher's within rtol 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 
 import datasets
@@ -18,10 +17,18 @@ import numpy as np
 import pytest
 import torch
 from conftest import build_wordpiece_tokenizer, synthetic_examples, tiny_bert_config
-from transformers import BertForSequenceClassification, TrainingArguments
+from transformers import BertForSequenceClassification, BertModel, TrainingArguments
 
+from polydistill import atomic
 from polydistill.models.student import build_student
-from polydistill.objectives import AttentionRelations, Attentions, HiddenStates, Objective, ObjectiveSet, SoftTargets
+from polydistill.objectives import (
+    AttentionRelations,
+    Attentions,
+    HiddenStates,
+    Objective,
+    ObjectiveSet,
+    SoftTargets,
+)
 from polydistill.objectives.base import Outputs
 from polydistill.objectives.capture import QKVRecorder
 from polydistill.training import cache as cache_module
@@ -34,24 +41,18 @@ from polydistill.training.cache import (
     default_cache_root,
     estimate_cache_bytes,
 )
-from polydistill.training.features import FEATURE_COLUMNS, DistillationCollator, tokenize_for_distillation
-from polydistill.training.run import fingerprint_weights
+from polydistill.training.features import (
+    FEATURE_COLUMNS,
+    DistillationCollator,
+    tokenize_for_distillation,
+)
+from polydistill.training.provenance import fingerprint_weights
 from polydistill.training.trainer import DistillationTrainer
 
 MAX_LENGTH = 16
 FP16_RTOL, FP16_ATOL = 1e-3, 1e-5
 FIELDS = ["logits", "hidden_states:0", "hidden_states:2", "attentions:1", "qkv:1:query", "qkv:1:key", "qkv:1:value"]
 TEXTS = [example["text"] for example in synthetic_examples(30, seed=5)]
-
-
-class IndexedCollator(DistillationCollator):
-    """The collator change the integration makes: pass ``example_index`` through."""
-
-    def __call__(self, features):
-        batch = super().__call__(features)
-        if "example_index" in features[0]:
-            batch["example_index"] = torch.tensor([f["example_index"] for f in features], dtype=torch.long)
-        return batch
 
 
 def make_features(texts, tokenizer, max_length=MAX_LENGTH):
@@ -74,7 +75,7 @@ def build(root, teacher, teacher_dir, tokenizer, features, *, fields=FIELDS, max
         teacher_sha256=fingerprint_weights(teacher_dir), tokenizer=tokenizer, features=features, max_length=max_length, fields=fields
     )
     return TeacherCache.load_or_build(
-        root, fingerprint=fingerprint, teacher=teacher, features=features, collator=IndexedCollator(tokenizer),
+        root, fingerprint=fingerprint, teacher=teacher, features=features, collator=DistillationCollator(tokenizer),
         fields=fields, batch_size=batch_size, **kwargs,
     )
 
@@ -94,7 +95,7 @@ def online(teacher, batch, qkv_layers=(1,)) -> Outputs:
 
 def shuffled_batches(features, tokenizer, size=7, seed=0):
     order = np.random.default_rng(seed).permutation(len(features)).tolist()
-    collator = IndexedCollator(tokenizer)
+    collator = DistillationCollator(tokenizer)
     return [collator([features[i] for i in order[s : s + size]]) for s in range(0, len(order), size)]
 
 
@@ -241,19 +242,6 @@ def test_losses_from_the_cache_equal_losses_from_the_online_teacher(built, teach
             torch.testing.assert_close(cached_terms[term], value, rtol=FP16_RTOL, atol=0, msg=term)
 
 
-class CachedTeacherTrainer(DistillationTrainer):
-    """The trainer change the integration makes: teacher outputs from the cache when it has the rows."""
-
-    def __init__(self, *args, teacher_cache: TeacherCache | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.teacher_cache = teacher_cache
-
-    def teacher_outputs(self, inputs):
-        if self.teacher_cache is not None and "example_index" in inputs:
-            return self.teacher_cache.outputs(inputs)
-        return super().teacher_outputs(inputs)
-
-
 def test_training_from_the_cache_logs_the_losses_of_training_with_the_online_teacher(built, teacher_dir, wordpiece_tokenizer, features, tmp_path):
     teacher = load_teacher(teacher_dir)
     calls = count_forwards(teacher)
@@ -262,7 +250,7 @@ def test_training_from_the_cache_logs_the_losses_of_training_with_the_online_tea
     histories = {}
     for name, teacher_cache in (("online", None), ("cached", built)):
         calls.clear()
-        trainer = CachedTeacherTrainer(
+        trainer = DistillationTrainer(
             model=copy.deepcopy(student),
             args=TrainingArguments(
                 output_dir=str(tmp_path / name), report_to="none", use_cpu=True, remove_unused_columns=False,
@@ -274,7 +262,7 @@ def test_training_from_the_cache_logs_the_losses_of_training_with_the_online_tea
                 {"soft_targets": 1.0, "hidden_states": 1.0},
             ),
             train_dataset=features,
-            data_collator=IndexedCollator(wordpiece_tokenizer),
+            data_collator=DistillationCollator(wordpiece_tokenizer),
             teacher_cache=teacher_cache,
         )
         trainer.train()
@@ -287,29 +275,31 @@ def test_training_from_the_cache_logs_the_losses_of_training_with_the_online_tea
             assert cached[key] == pytest.approx(live[key], rel=FP16_RTOL, abs=1e-5), key
 
 
-def test_cached_embeddings_are_the_pooled_teacher_outputs(teacher_dir, wordpiece_tokenizer, features, tmp_path):
-    def mean_pool(model, inputs):
-        states = model.bert(**inputs).last_hidden_state
-        mask = inputs["attention_mask"][..., None].float()
-        return (states * mask).sum(1) / mask.sum(1)
-
-    teacher = load_teacher(teacher_dir)
-    cache = build(tmp_path, teacher, teacher_dir, wordpiece_tokenizer, features, fields=["embeddings"], embed=mean_pool)
+def test_cached_embeddings_are_the_mean_pooled_last_state_of_one_teacher_forward_per_batch(teacher_dir, wordpiece_tokenizer, features, tmp_path):
+    teacher = BertModel.from_pretrained(teacher_dir).eval()  # an embedding teacher: the base model
+    calls = count_forwards(teacher)
+    cache = build(tmp_path, teacher, teacher_dir, wordpiece_tokenizer, features, fields=["embeddings"])
+    assert len(calls) == cache.forward_batches == math.ceil(len(TEXTS) / 8)
     embeddings = cache.batch(range(len(TEXTS)))["embeddings"]
-    with torch.no_grad():  # one example at a time: no padding at all
-        expected = torch.cat([mean_pool(teacher, dict(wordpiece_tokenizer(text, return_tensors="pt"))) for text in TEXTS])
+    with torch.no_grad():  # one example at a time: no padding, so the mean pool is a plain mean over tokens
+        expected = torch.cat(
+            [teacher(**wordpiece_tokenizer(text, return_tensors="pt")).last_hidden_state.mean(dim=1) for text in TEXTS]
+        )
     assert embeddings.shape == (len(TEXTS), 32)
     torch.testing.assert_close(embeddings, expected, rtol=FP16_RTOL, atol=FP16_ATOL)
-    if "embeddings" in {f.name for f in dataclasses.fields(Outputs)}:  # Outputs.embeddings (embedding objectives)
-        batch = shuffled_batches(features, wordpiece_tokenizer)[0]
-        torch.testing.assert_close(cache.outputs(batch).embeddings, embeddings[batch["example_index"]])
+    batch = shuffled_batches(features, wordpiece_tokenizer)[0]
+    torch.testing.assert_close(cache.outputs(batch).embeddings, embeddings[batch["example_index"]])
 
     class NeedsEmbeddings(Objective):
         requires = frozenset({"embeddings"})
 
     assert cache_fields([NeedsEmbeddings()], teacher_layers=2, logits=False) == ["embeddings"]
-    with pytest.raises(ValueError, match="embed"):
-        build(tmp_path / "other", teacher, teacher_dir, wordpiece_tokenizer, features, fields=["embeddings"])
+    # a classifier teacher (relational objectives in classification) pools its final hidden state, the same one
+    classifier = load_teacher(teacher_dir)
+    pooled = build(tmp_path / "other", classifier, teacher_dir, wordpiece_tokenizer, features, fields=["embeddings"])
+    with torch.no_grad():
+        final = [classifier(**wordpiece_tokenizer(text, return_tensors="pt"), output_hidden_states=True).hidden_states[-1] for text in TEXTS]
+    torch.testing.assert_close(pooled.batch(range(len(TEXTS)))["embeddings"], torch.cat([h.mean(dim=1) for h in final]), rtol=FP16_RTOL, atol=FP16_ATOL)
 
 
 # --------------------------------------------------------------------------- interrupted writes
@@ -322,10 +312,10 @@ def _partials(root):
 def test_a_failed_write_leaves_nothing_and_the_next_run_builds(teacher_dir, wordpiece_tokenizer, features, tmp_path, monkeypatch):
     teacher = load_teacher(teacher_dir)
 
-    def interrupted(directory, manifest):
+    def interrupted(directory, manifest, name):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cache_module, "_write_manifest", interrupted)
+    monkeypatch.setattr(cache_module, "write_manifest", interrupted)
     with pytest.raises(KeyboardInterrupt):
         build(tmp_path, teacher, teacher_dir, wordpiece_tokenizer, features)
     assert not [p for p in tmp_path.iterdir() if not p.name.endswith(".lock")]
@@ -337,11 +327,11 @@ def test_a_failed_write_leaves_nothing_and_the_next_run_builds(teacher_dir, word
 def test_a_killed_write_is_removed_and_rebuilt_never_read(built, teacher_dir, wordpiece_tokenizer, features, tmp_path, monkeypatch):
     teacher = load_teacher(teacher_dir)
     # a kill -9 between the data files and the manifest: no cleanup runs, the partial directory stays
-    def killed(directory, manifest):
+    def killed(directory, manifest, name):
         raise SystemExit
 
-    monkeypatch.setattr(cache_module, "_write_manifest", killed)
-    monkeypatch.setattr(cache_module, "_abandon", lambda partial: None)
+    monkeypatch.setattr(cache_module, "write_manifest", killed)
+    monkeypatch.setattr(atomic, "_discard", lambda partial: None)
     with pytest.raises(SystemExit):
         build(tmp_path, teacher, teacher_dir, wordpiece_tokenizer, features)
     (partial,) = _partials(tmp_path)
@@ -418,7 +408,7 @@ def test_rows_that_are_not_the_cached_examples_are_refused(built, wordpiece_toke
     with pytest.raises(TeacherCacheError):
         built.outputs(swapped)
     same_lengths = [i for i in range(len(TEXTS)) if built.lengths[i] == built.lengths[0] and i != 0]
-    other = IndexedCollator(wordpiece_tokenizer)([dict(features[0], example_index=same_lengths[0])])
+    other = DistillationCollator(wordpiece_tokenizer)([dict(features[0], example_index=same_lengths[0])])
     with pytest.raises(TeacherCacheError, match="not the examples"):
         built.outputs(other)
     with pytest.raises(TeacherCacheError, match="out of range"):

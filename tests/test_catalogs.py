@@ -25,10 +25,9 @@ from polydistill.data.catalogs import (
     catalog_pairs_splits,
     split_by_source,
     strip_placeholders,
-    to_parallel_columns,
 )
-from polydistill.data.languages import is_known_language, language_name, normalize_language
-from polydistill.data.readers import load_source
+from polydistill.data.languages import is_known_language, language_name, normalize_language, normalize_languages
+from polydistill.data.sources import load_source
 from polydistill.errors import ConfigError, DataError
 
 pytest.importorskip("django")
@@ -99,6 +98,13 @@ def test_unknown_language_codes_are_refused(code: str) -> None:
     assert not is_known_language(code)
 
 
+def test_normalize_languages_keeps_order_once_each_and_names_the_bad_code() -> None:
+    assert normalize_languages(["pt_BR", "de", "PT-br", "zh_CN"]) == ["pt-BR", "de", "zh-Hans"]
+    assert normalize_languages("de, fr ja") == ["de", "fr", "ja"]
+    with pytest.raises(DataError, match="^languages: .*klingon"):
+        normalize_languages(["de", "klingon"])
+
+
 def test_language_names() -> None:
     assert language_name("pt-BR") == "Portuguese (Brazil)"
     assert language_name("zh-Hans") == "Chinese (Simplified)"
@@ -115,10 +121,12 @@ def test_language_names() -> None:
         ("Select %s to change", "Select to change"),
         ("Deleted {name} “{object}”.", "Deleted."),
         ("The {name} “{obj}” was added successfully.", "The was added successfully."),
-        ('Search template <q>%(name)s</q>:', "Search template"),
-        ("<a href=\"{}\">this form</a>", "this form"),
-        ("Ensure this value has at most %(limit_value)d characters (it has %(show_value)d).",
-         "Ensure this value has at most characters (it has)."),
+        ("Search template <q>%(name)s</q>:", "Search template"),
+        ('<a href="{}">this form</a>', "this form"),
+        (
+            "Ensure this value has at most %(limit_value)d characters (it has %(show_value)d).",
+            "Ensure this value has at most characters (it has).",
+        ),
         ("%(value).1f million", "million"),
         ("Found ${resultCount} page(s)", "Found page(s)"),
         ("50%% of %s", "50% of"),
@@ -160,7 +168,7 @@ def test_django_corpus_size(django_pairs: datasets.Dataset) -> None:
 
 def test_pairs_have_no_placeholders_and_normalised_languages(all_pairs: datasets.Dataset) -> None:
     pairs = all_pairs
-    for en, text, lang in zip(col(pairs, "en"), col(pairs, "text"), col(pairs, "lang")):
+    for en, text in zip(col(pairs, "text"), col(pairs, "translation"), strict=True):
         assert not LEFTOVER_PLACEHOLDER.search(en), en
         assert not LEFTOVER_PLACEHOLDER.search(text), text
         assert en.strip() and text.strip()
@@ -174,13 +182,13 @@ def test_pairs_have_no_placeholders_and_normalised_languages(all_pairs: datasets
 
 def test_pairs_are_deduplicated(all_pairs: datasets.Dataset) -> None:
     pairs = all_pairs
-    keys = list(zip(col(pairs, "lang"), col(pairs, "en"), col(pairs, "text")))
+    keys = list(zip(col(pairs, "lang"), col(pairs, "text"), col(pairs, "translation"), strict=True))
     assert len(keys) == len(set(keys))
 
 
 def test_source_id_is_one_per_english_message(django_pairs: datasets.Dataset) -> None:
     english_of: dict[str, set[str]] = defaultdict(set)
-    for source, en in zip(col(django_pairs, "source_id"), col(django_pairs, "en")):
+    for source, en in zip(col(django_pairs, "source_id"), col(django_pairs, "text"), strict=True):
         english_of[source].add(re.sub(r"[\s.:;,!?…]+$", "", en.casefold()))
     assert all(len(variants) == 1 for variants in english_of.values())
 
@@ -200,9 +208,9 @@ def test_languages_and_min_pairs_filters(django_pairs: datasets.Dataset) -> None
 def test_pair_splits_keep_every_english_source_in_one_split(all_pairs: datasets.Dataset) -> None:
     splits = catalog_pairs_splits("all", seed=7, split_sizes=(0.8, 0.1, 0.1))
     assert list(splits) == ["train", "dev", "test"]
-    english = {name: {en.casefold() for en in col(split, "en")} for name, split in splits.items()}
+    english = {name: {en.casefold() for en in col(split, "text")} for name, split in splits.items()}
     sources = {name: set(col(split, "source_id")) for name, split in splits.items()}
-    texts = {name: set(zip(col(split, "lang"), col(split, "text"))) for name, split in splits.items()}
+    texts = {name: set(zip(col(split, "lang"), col(split, "translation"), strict=True)) for name, split in splits.items()}
     for first, second in [("train", "dev"), ("train", "test"), ("dev", "test")]:
         assert not sources[first] & sources[second]
         assert not english[first] & english[second]
@@ -212,12 +220,13 @@ def test_pair_splits_keep_every_english_source_in_one_split(all_pairs: datasets.
     assert sum(len(split) for split in splits.values()) == len(all_pairs)
 
 
-def test_to_parallel_columns() -> None:
+def test_pairs_have_the_parallel_layout_english_text_and_its_translation() -> None:
     pairs = catalog_pairs("django", languages=["de"])
-    parallel = to_parallel_columns(pairs)
-    assert col(parallel, "text") == col(pairs, "en")
-    assert col(parallel, "translation") == col(pairs, "text")
-    assert set(col(parallel, "lang")) == {"de"}
+    assert pairs.column_names == ["text", "translation", "lang", "source_id", "origin", "component"]
+    # entries of django/contrib/admin/locale/de/LC_MESSAGES/django.po, read by hand
+    found = set(zip(col(pairs, "text"), col(pairs, "translation"), strict=True))
+    assert {("Delete", "Löschen"), ("Log out", "Abmelden"), ("Change password", "Passwort ändern")} <= found
+    assert set(col(pairs, "lang")) == {"de"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,7 +240,7 @@ def test_classification_labels_components() -> None:
     label_of_source: dict[str, set[int]] = defaultdict(set)
     for split in splits.values():
         for source, label, lang, text, en in zip(
-            col(split, "source_id"), col(split, "label"), col(split, "lang"), col(split, "text"), col(split, "en")
+            col(split, "source_id"), col(split, "label"), col(split, "lang"), col(split, "text"), col(split, "en"), strict=True
         ):
             label_of_source[source].add(label)
             assert lang in {"en", "de", "fr", "ja"}
@@ -239,8 +248,7 @@ def test_classification_labels_components() -> None:
                 assert text == en
     assert all(len(labels) == 1 for labels in label_of_source.values())  # same label in every language
     split_sources = [set(col(split, "source_id")) for split in splits.values()]
-    assert not (split_sources[0] & split_sources[1] or split_sources[0] & split_sources[2]
-                or split_sources[1] & split_sources[2])
+    assert not (split_sources[0] & split_sources[1] or split_sources[0] & split_sources[2] or split_sources[1] & split_sources[2])
     for split in splits.values():  # stratified: every component reaches every split
         assert set(col(split, "label")) == set(range(len(names)))
 
@@ -252,7 +260,7 @@ def test_conf_strings_are_labelled_conf() -> None:
     names = splits["train"].features["label"].names
     seen = {}
     for split in splits.values():
-        for text, lang, label in zip(col(split, "text"), col(split, "lang"), col(split, "label")):
+        for text, lang, label in zip(col(split, "text"), col(split, "lang"), col(split, "label"), strict=True):
             if lang == "en" and text in conf_only:
                 seen[text] = names[label]
     assert seen == {text: "conf" for text in conf_only}

@@ -132,7 +132,7 @@ def test_labels_objective_without_labels_is_refused(tiny_teacher_dir, tmp_path):
 def test_teacher_runs_once_per_distinct_input():
     from datasets import Dataset
 
-    from polydistill.training.run import distinct_teacher_inputs
+    from polydistill.training.teacher_cache import distinct_teacher_inputs
 
     features = Dataset.from_dict(
         {

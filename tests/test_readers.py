@@ -18,7 +18,8 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 from polydistill.cli import main
-from polydistill.data.readers import load_source, read_examples, truncate_to_tokens
+from polydistill.data.readers import file_columns, read_examples, truncate_to_tokens
+from polydistill.data.sources import load_source
 from polydistill.errors import ConfigError, DataError
 
 WORDS = ["the", "cat", "sat", "on", "mat", "a", "dog", "ran", "far", "away", "hello", "world"]
@@ -30,12 +31,8 @@ def tokenizer() -> PreTrainedTokenizerFast:
     vocab = {token: index for index, token in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *WORDS])}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]"
-    )
+    backend.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]")
 
 
 def write_jsonl(path: Path, lines: list[str]) -> Path:
@@ -89,9 +86,7 @@ def test_csv_labels_mapped_through_given_names(tmp_path: Path) -> None:
 def test_tsv_parallel_pairs_with_source_ids(tmp_path: Path) -> None:
     path = tmp_path / "pairs.tsv"
     path.write_text("en\tde\tlang\tid\nthe cat\tdie Katze\tde\ts1\n", encoding="utf-8")
-    dataset = read_examples(
-        path, text_column="en", translation_column="de", lang_column="lang", source_id_column="id"
-    )
+    dataset = read_examples(path, text_column="en", translation_column="de", lang_column="lang", source_id_column="id")
     assert dataset[0] == {"text": "the cat", "lang": "de", "translation": "die Katze", "source_id": "s1"}
 
 
@@ -126,10 +121,7 @@ def test_saved_dataset_dict_asks_for_one_split(tmp_path: Path) -> None:
 
 
 def snapshot(directory: Path) -> dict[str, tuple[int, int]]:
-    return {
-        str(path.relative_to(directory)): (path.stat().st_size, path.stat().st_mtime_ns)
-        for path in sorted(directory.rglob("*"))
-    }
+    return {str(path.relative_to(directory)): (path.stat().st_size, path.stat().st_mtime_ns) for path in sorted(directory.rglob("*"))}
 
 
 def test_input_file_is_not_modified(tmp_path: Path, tokenizer: PreTrainedTokenizerFast) -> None:
@@ -243,8 +235,14 @@ def test_overlong_translation_is_checked_too(tmp_path: Path, tokenizer: PreTrain
 
 
 def test_max_length_defaults_to_the_tokenizer_limit(tmp_path: Path, tokenizer: PreTrainedTokenizerFast) -> None:
-    limited = tokenizer.__class__(tokenizer_object=tokenizer.backend_tokenizer, model_max_length=4,
-                                  cls_token="[CLS]", sep_token="[SEP]", unk_token="[UNK]", pad_token="[PAD]")
+    limited = tokenizer.__class__(
+        tokenizer_object=tokenizer.backend_tokenizer,
+        model_max_length=4,
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+    )
     path = write_jsonl(tmp_path / "long.jsonl", ['{"text": "the cat sat"}'])
     assert "limit of 4" in error_of(path, tokenizer=limited)
 
@@ -281,6 +279,29 @@ def test_overlong_choice_is_checked(tmp_path: Path) -> None:
 # Sources and the stats command on files.
 
 
+def test_file_columns_reads_only_the_first_record_or_header(tmp_path: Path) -> None:
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_bytes(b'\xef\xbb\xbf\n{"text": "a", "lang": "de"}\n{"other": 1}\n')
+    assert file_columns(jsonl) == ["text", "lang"]
+    csv_file = tmp_path / "a.csv"
+    csv_file.write_text("text, label\nx,1\n", encoding="utf-8")
+    assert file_columns(csv_file) == ["text", "label"]
+    tsv = tmp_path / "a.tab"
+    tsv.write_text("text\tlang\n", encoding="utf-8")
+    assert file_columns(tsv) == ["text", "lang"]
+    parquet = tmp_path / "a.parquet"
+    pq.write_table(pa.table({"text": ["a"], "label": [0]}), parquet)
+    assert file_columns(parquet) == ["text", "label"]
+    saved = tmp_path / "saved"
+    datasets.Dataset.from_dict({"text": ["a"], "lang": ["de"]}).save_to_disk(str(saved))
+    assert file_columns(saved) == ["text", "lang"]
+    damaged = tmp_path / "bad.jsonl"
+    damaged.write_text("{not json\n", encoding="utf-8")
+    assert file_columns(damaged) == []  # read_examples reports the line
+    with pytest.raises(DataError, match="cannot tell the format"):
+        file_columns(tmp_path / "a.xlsx")
+
+
 def test_load_source_reads_files_and_refuses_unknown_catalogs(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "a.jsonl", ['{"text": "a", "lang": "de"}'])
     assert load_source(str(path), lang_column="lang")["lang"] == ["de"]
@@ -299,8 +320,9 @@ def test_data_stats_json_for_a_file(tmp_path: Path, tokenizer: PreTrainedTokeniz
     )
     tokenizer_dir = tmp_path / "tok"
     tokenizer.save_pretrained(str(tokenizer_dir))
-    code = main(["data", "stats", str(path), "--label-column", "label", "--lang-column", "lang",
-                 "--tokenizer", str(tokenizer_dir), "--json"])
+    code = main(
+        ["data", "stats", str(path), "--label-column", "label", "--lang-column", "lang", "--tokenizer", str(tokenizer_dir), "--json"]
+    )
     assert code == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["length_unit"] == "tokens"

@@ -14,15 +14,17 @@ from polydistill.cli import main as cli_main
 from polydistill.errors import DataError
 from polydistill.evaluation.efficiency import EFFICIENCY_KEYS, EfficiencySettings
 from polydistill.evaluation.evaluate import (
-    build_metrics_document,
     classification_report_by_language,
     evaluate_classification,
     evaluate_run,
     label_alignment,
+)
+from polydistill.evaluation.metrics import CLASSIFICATION_METRICS
+from polydistill.evaluation.metrics_file import (
+    build_metrics_document,
     read_metrics,
     write_metrics,
 )
-from polydistill.evaluation.metrics import CLASSIFICATION_METRICS
 from polydistill.evaluation.model_card import write_model_card
 from polydistill.evaluation.report import verdict, write_report
 

@@ -61,9 +61,7 @@ def test_extra_columns_are_distractors():
     assert retrieval_ranks(similarity).tolist() == [2, 1]
 
 
-@pytest.mark.parametrize(
-    "similarity", [np.zeros((3, 2)), np.zeros((0, 0)), np.zeros(3), np.array([[1.0, np.nan], [0.0, 1.0]])]
-)
+@pytest.mark.parametrize("similarity", [np.zeros((3, 2)), np.zeros((0, 0)), np.zeros(3), np.array([[1.0, np.nan], [0.0, 1.0]])])
 def test_malformed_matrices_are_refused(similarity):
     with pytest.raises(ValueError):
         retrieval_metrics(similarity)
@@ -75,9 +73,7 @@ def test_malformed_matrices_are_refused(similarity):
 def pairs_dataset(rows: list[tuple[str, str, str]]):
     import datasets
 
-    return datasets.Dataset.from_dict(
-        {"en": [r[0] for r in rows], "text": [r[1] for r in rows], "lang": [r[2] for r in rows]}
-    )
+    return datasets.Dataset.from_dict({"text": [r[0] for r in rows], "translation": [r[1] for r in rows], "lang": [r[2] for r in rows]})
 
 
 def test_retrieval_sets_make_candidates_unique_per_language():
@@ -117,18 +113,31 @@ def test_default_similarity_pairs_are_all_pairs_of_a_seeded_sample():
 
 R = 1 / math.sqrt(2)
 STUDENT_VECTORS = {
-    "cat": (1, 0, 0), "dog": (0, 1, 0), "house": (0, 0, 1),
-    "Katze": (1, 0, 0), "Hund": (1, 1, 0), "Haus": (0, 0, 1),  # Hund is as close to cat as to dog
-    "chat": (0, 1, 0), "chien": (1, 0, 0),  # French swapped
+    "cat": (1, 0, 0),
+    "dog": (0, 1, 0),
+    "house": (0, 0, 1),
+    "Katze": (1, 0, 0),
+    "Hund": (1, 1, 0),
+    "Haus": (0, 0, 1),  # Hund is as close to cat as to dog
+    "chat": (0, 1, 0),
+    "chien": (1, 0, 0),  # French swapped
 }
 TEACHER_VECTORS = {
-    "cat": (1, 0, 0), "dog": (1, 1, 0), "house": (0, 0, 1),
-    "Katze": (1, 0, 0), "Hund": (1, 1, 0), "Haus": (0, 0, 1),
-    "chat": (1, 0, 0), "chien": (1, 1, 0),
+    "cat": (1, 0, 0),
+    "dog": (1, 1, 0),
+    "house": (0, 0, 1),
+    "Katze": (1, 0, 0),
+    "Hund": (1, 1, 0),
+    "Haus": (0, 0, 1),
+    "chat": (1, 0, 0),
+    "chien": (1, 1, 0),
 }
 PAIRS = [
-    ("cat", "Katze", "de"), ("dog", "Hund", "de"), ("house", "Haus", "de"),
-    ("cat", "chat", "fr"), ("dog", "chien", "fr"),
+    ("cat", "Katze", "de"),
+    ("dog", "Hund", "de"),
+    ("house", "Haus", "de"),
+    ("cat", "chat", "fr"),
+    ("dog", "chien", "fr"),
 ]
 
 
@@ -157,7 +166,7 @@ def test_retrieval_per_language_against_hand_counts():
         {"top1_en_to_x": 1.0, "top1_x_to_en": 2 / 3, "mrr_en_to_x": 1.0, "mrr_x_to_en": (1 + 1 / 2 + 1) / 3}
     )
     # fr, student: the two translations are swapped, every query ranks its answer second
-    assert fr["student"] == pytest.approx({key: value for key, value in zip(RETRIEVAL_METRICS, (0, 0, 0.5, 0.5))})
+    assert fr["student"] == pytest.approx({key: value for key, value in zip(RETRIEVAL_METRICS, (0, 0, 0.5, 0.5), strict=True)})
     # the teacher puts each translation on its source: perfect, so retention equals the student's score
     assert de["teacher"] == {key: 1.0 for key in RETRIEVAL_METRICS}
     assert de["retention"] == pytest.approx(de["student"])
@@ -216,9 +225,7 @@ def test_no_language_to_evaluate_is_a_data_error():
 
 
 def test_embeddings_metrics_file_and_report(tmp_path):
-    quality = evaluate_embeddings(
-        lookup_encoder(STUDENT_VECTORS), pairs_dataset(PAIRS), teacher_encode=lookup_encoder(TEACHER_VECTORS)
-    )
+    quality = evaluate_embeddings(lookup_encoder(STUDENT_VECTORS), pairs_dataset(PAIRS), teacher_encode=lookup_encoder(TEACHER_VECTORS))
     document = build_metrics_document("embeddings", quality, config={"teacher": "t", "student": "s"})
     assert document["task"] == "embeddings" and document["primary_metric"] == "top1_en_to_x"
     write_metrics(tmp_path / "metrics.json", document)

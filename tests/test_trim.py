@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from polydistill.errors import DataError, PolydistillError
+from polydistill.data.sources import corpus_texts_by_language
+from polydistill.errors import PolydistillError
 from polydistill.models import tokenizer_surgery
+from polydistill.models.sentence_transformers_files import sentence_transformers_prompts
 from polydistill.models.trim import (
     REPORT_FILE,
-    UNTAGGED,
     character_script,
-    corpus_texts_by_language,
     save_trimmed,
     trim_vocabulary,
 )
@@ -79,8 +79,15 @@ def build_unigram_roberta_processing_tokenizer():
     backend.pre_tokenizer = pre_tokenizers.Metaspace()
     backend.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
     return PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
-        unk_token="<unk>", pad_token="<pad>", mask_token="<mask>", model_max_length=60,
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+        model_max_length=60,
     )
 
 
@@ -114,8 +121,13 @@ def build_wordpiece_bert_processing_tokenizer():
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.post_processor = processors.BertProcessing(("[SEP]", vocab.index("[SEP]")), ("[CLS]", vocab.index("[CLS]")))
     return PreTrainedTokenizerFast(
-        tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-        sep_token="[SEP]", mask_token="[MASK]", model_max_length=60,
+        tokenizer_object=backend,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=60,
     )
 
 
@@ -133,8 +145,14 @@ def tiny_xlmr_mlm(tokenizer):
     torch.manual_seed(0)
     config = XLMRobertaConfig(
         vocab_size=len(tokenizer) + 3,  # spare rows beyond the tokenizer, as multilingual-e5 has
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-        max_position_embeddings=64 + 2, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64 + 2,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
     )
     model = XLMRobertaForMaskedLM(config).eval()
     with torch.no_grad():  # a non-zero head bias, so that its trimming is visible
@@ -147,8 +165,14 @@ def tiny_bert(tokenizer, kind: str = "mlm"):
 
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id, num_labels=3,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        pad_token_id=tokenizer.pad_token_id,
+        num_labels=3,
     )
     model = (BertForMaskedLM if kind == "mlm" else BertForSequenceClassification)(config).eval()
     if kind == "mlm":
@@ -279,7 +303,7 @@ def test_special_tokens_padding_truncation_and_pairs(name):
     texts = ["das haus", "die katze schläft im garten und das haus ist groß"]
     old_batch, new_batch = tokenizer(texts, padding=True), new_tokenizer(texts, padding=True)
     assert new_batch["attention_mask"] == old_batch["attention_mask"]
-    for old_ids, new_ids in zip(old_batch["input_ids"], new_batch["input_ids"]):
+    for old_ids, new_ids in zip(old_batch["input_ids"], new_batch["input_ids"], strict=True):
         assert new_tokenizer.convert_ids_to_tokens(new_ids) == tokenizer.convert_ids_to_tokens(old_ids)
     padded = new_batch["input_ids"][0]
     assert padded[-1] == new_tokenizer.pad_token_id
@@ -329,8 +353,9 @@ def test_unigram_keeps_the_lowest_score_piece_so_unknown_characters_cost_as_befo
     tokenizer = XLMRobertaTokenizer(vocab=[(token, 0.0) for token in SPECIALS_UNIGRAM] + pieces + [("<mask>", 0.0)])
     corpus = {"xx": ["abcdefgh", "abcdefg"]}
     assert tokenizer.tokenize("abcdefgh") == ["▁ab", "cd", "ef", "gh"]
-    model = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
-                                 num_attention_heads=4, intermediate_size=32))
+    model = BertModel(
+        BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=32)
+    )
     new_tokenizer = trim_vocabulary(model, tokenizer, corpus, keep_characters="none").tokenizer
     assert "z" in new_tokenizer.get_vocab() and "h" not in new_tokenizer.get_vocab()
     assert new_tokenizer.tokenize("abcdefgh") == ["▁ab", "cd", "ef", "gh"]
@@ -385,9 +410,7 @@ def test_min_count_and_max_vocab_select_the_frequent_tokens():
 
 def test_keep_tokens_and_texts_are_kept():
     tokenizer = build_xlmr_tokenizer()
-    result = trim_vocabulary(
-        tiny_xlmr_mlm(tokenizer), tokenizer, CORPUS, keep_tokens=["▁hund"], keep_texts=["bellt zug"]
-    )
+    result = trim_vocabulary(tiny_xlmr_mlm(tokenizer), tokenizer, CORPUS, keep_tokens=["▁hund"], keep_texts=["bellt zug"])
     assert {"▁hund", "▁bellt", "▁zug"} <= set(result.tokenizer.get_vocab())
     assert result.tokenizer.tokenize("hund bellt") == ["▁hund", "▁bellt"]
     with pytest.raises(PolydistillError, match="keep_tokens"):
@@ -414,8 +437,11 @@ def test_report_counts_parameters_and_coverage():
     assert all(counts.coverage == 1.0 and counts.unchanged_text_share == 1.0 for counts in report.coverage.values())
 
     data = report.to_dict()
-    assert data["parameters_after"] == {"embedding": report.parameters_after.embedding,
-                                        "other": report.parameters_after.other, "total": after}
+    assert data["parameters_after"] == {
+        "embedding": report.parameters_after.embedding,
+        "other": report.parameters_after.other,
+        "total": after,
+    }
     assert data["coverage"]["fr"]["texts"] == len(CORPUS["fr"])
     json.dumps(data)
     console = Console(record=True, width=120)
@@ -430,9 +456,7 @@ def test_bpe_is_refused():
 
     backend = Tokenizer(models.BPE({"a": 0, "b": 1, "ab": 2, "<unk>": 3}, [("a", "b")], unk_token="<unk>"))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
-    model = BertModel(
-        BertConfig(vocab_size=4, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=32)
-    )
+    model = BertModel(BertConfig(vocab_size=4, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=32))
     with pytest.raises(PolydistillError, match="BPE"):
         trim_vocabulary(model, tokenizer, {"xx": ["ab"]})
 
@@ -440,8 +464,14 @@ def test_bpe_is_refused():
 def test_post_processor_and_padding_ids_are_remapped():
     state = json.loads(build_unigram_roberta_processing_tokenizer().backend_tokenizer.to_str())
     size = len(state["model"]["vocab"])
-    state["padding"] = {"strategy": "BatchLongest", "direction": "Right", "pad_to_multiple_of": None,
-                        "pad_id": 1, "pad_type_id": 0, "pad_token": "<pad>"}
+    state["padding"] = {
+        "strategy": "BatchLongest",
+        "direction": "Right",
+        "pad_to_multiple_of": None,
+        "pad_id": 1,
+        "pad_type_id": 0,
+        "pad_token": "<pad>",
+    }
     # keep the specials, move <mask> (last) up front and drop most pieces
     new_order = [size - 1, 0, 1, 2, 3, 4, 10]
     new_state = tokenizer_surgery.trimmed_state(state, new_order)
@@ -450,7 +480,12 @@ def test_post_processor_and_padding_ids_are_remapped():
     assert new_state["padding"]["pad_id"] == 2
     assert new_state["model"]["unk_id"] == 4
     assert {added["content"]: added["id"] for added in new_state["added_tokens"]} == {
-        "<mask>": 0, "<s>": 1, "<pad>": 2, "</s>": 3, "<unk>": 4}
+        "<mask>": 0,
+        "<s>": 1,
+        "<pad>": 2,
+        "</s>": 3,
+        "<unk>": 4,
+    }
     with pytest.raises(ValueError, match="not kept"):
         tokenizer_surgery.trimmed_state(state, [0, 1, 2, 4])
 
@@ -472,8 +507,9 @@ def write_sentence_transformer(model, tokenizer, directory: Path) -> Path:
     ]
     (directory / "modules.json").write_text(json.dumps(modules))
     (directory / "1_Pooling").mkdir()
-    (directory / "1_Pooling" / "config.json").write_text(json.dumps(
-        {"word_embedding_dimension": model.config.hidden_size, "pooling_mode_mean_tokens": True}))
+    (directory / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": model.config.hidden_size, "pooling_mode_mean_tokens": True})
+    )
     (directory / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 60, "do_lower_case": False}))
     (directory / "config_sentence_transformers.json").write_text(json.dumps({"prompts": {"query": "das: "}}))
     return directory
@@ -511,27 +547,6 @@ def test_saved_model_loads_with_from_pretrained_and_sentence_transformers(tmp_pa
     assert set(report["coverage"]) == {"de", "fr"}
 
 
-def test_corpus_texts_by_language_reads_files(tmp_path):
-    (tmp_path / "de.txt").write_text("das haus\n\n  die katze  \n", encoding="utf-8")
-    (tmp_path / "mixed.jsonl").write_text(
-        "".join(json.dumps(row) + "\n" for row in [
-            {"text": "le chat", "lang": "fr"}, {"text": "дом", "lang": "ru"}, {"text": "la maison", "lang": "FR"}]),
-        encoding="utf-8",
-    )
-    (tmp_path / "plain.csv").write_text("text\nim garten\n", encoding="utf-8")
-    texts = corpus_texts_by_language(
-        [f"de={tmp_path / 'de.txt'}", str(tmp_path / "mixed.jsonl"), str(tmp_path / "plain.csv")], ["de", "fr"]
-    )
-    assert texts == {"de": ["das haus", "die katze"], "fr": ["le chat", "la maison"], UNTAGGED: ["im garten"]}
-
-    with pytest.raises(DataError, match="es"):
-        corpus_texts_by_language([f"de={tmp_path / 'de.txt'}"], ["de", "es"])
-    with pytest.raises(DataError, match="catalogs:"):
-        corpus_texts_by_language(["catalogs:nothing"], ["de"])
-    with pytest.raises(DataError, match="does not exist"):
-        corpus_texts_by_language([str(tmp_path / "missing.txt")], ["de"])
-
-
 def test_cli_trims_a_model_directory(tmp_path, monkeypatch, capsys):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
@@ -544,8 +559,18 @@ def test_cli_trims_a_model_directory(tmp_path, monkeypatch, capsys):
     (tmp_path / "de.txt").write_text("\n".join(CORPUS["de"]), encoding="utf-8")
     (tmp_path / "fr.txt").write_text("\n".join(CORPUS["fr"]), encoding="utf-8")
     out = tmp_path / "out"
-    arguments = ["trim", str(source), "--languages", "de,fr", "--corpus", f"de={tmp_path / 'de.txt'}",
-                 "--corpus", f"fr={tmp_path / 'fr.txt'}", "--out", str(out)]
+    arguments = [
+        "trim",
+        str(source),
+        "--languages",
+        "de,fr",
+        "--corpus",
+        f"de={tmp_path / 'de.txt'}",
+        "--corpus",
+        f"fr={tmp_path / 'fr.txt'}",
+        "--out",
+        str(out),
+    ]
     assert main(arguments) == 0
     assert "Vocabulary trim" in capsys.readouterr().out
     report = json.loads((out / REPORT_FILE).read_text())
@@ -587,14 +612,14 @@ def test_real_e5_trimmed_to_django_languages_embeds_their_strings_as_before(e5_d
     from sentence_transformers import SentenceTransformer
     from transformers import AutoModel, AutoTokenizer
 
-    from polydistill.models.trim import sentence_transformers_prompts
-
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     languages = ["de", "fr", "es", "ru", "ja"]
     texts = corpus_texts_by_language(["catalogs:django"], languages)
     assert list(texts) == languages and all(len(strings) > 500 for strings in texts.values())
     result = trim_vocabulary(
-        AutoModel.from_pretrained(e5_directory), AutoTokenizer.from_pretrained(e5_directory), texts,
+        AutoModel.from_pretrained(e5_directory),
+        AutoTokenizer.from_pretrained(e5_directory),
+        texts,
         keep_texts=sentence_transformers_prompts(e5_directory),
     )
     out = save_trimmed(result, tmp_path / "trimmed", source_dir=e5_directory)
@@ -614,7 +639,7 @@ def test_real_e5_trimmed_to_django_languages_embeds_their_strings_as_before(e5_d
     for language, strings in texts.items():
         # every catalog string tokenises to the same tokens (ids mapped one to one)
         old_batch, new_batch = original.tokenizer(strings), trimmed.tokenizer(strings)
-        for old_ids, new_ids in zip(old_batch["input_ids"], new_batch["input_ids"]):
+        for old_ids, new_ids in zip(old_batch["input_ids"], new_batch["input_ids"], strict=True):
             assert trimmed.tokenizer.convert_ids_to_tokens(new_ids) == original.tokenizer.convert_ids_to_tokens(old_ids)
         sample = rng.sample(strings, 40)
         old_vectors = original.encode(sample, prompt_name="passage", convert_to_tensor=True, normalize_embeddings=True)

@@ -9,12 +9,15 @@ does not have) live in :func:`check_against_teacher`, which runs before any weig
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
+from polydistill.data.sources import DEFAULT_CORPUS, is_builtin
 from polydistill.errors import ConfigError
+from polydistill.objectives.registry import ObjectiveConfig, registered
+from polydistill.tasks import get_task, task_names
 
 
 class Section(BaseModel):
@@ -57,7 +60,7 @@ class TrimVocabularyConfig(Section):
     """Keep only the tokens that the served languages use (see ``polydistill trim``)."""
 
     languages: list[str] = Field(min_length=1)
-    corpus: list[str] = Field(default_factory=lambda: ["catalogs:all"])
+    corpus: list[str] = Field(default_factory=lambda: list(DEFAULT_CORPUS))
     min_count: int = Field(default=1, ge=1)
     max_vocab: int | None = Field(default=None, ge=1)
     keep_characters: Literal["scripts", "corpus", "all", "none"] = Field(
@@ -139,60 +142,12 @@ class DataConfig(Section):
     )
 
 
-class ObjectiveConfig(Section):
-    weight: float = Field(default=1.0, ge=0)
-
-
-class SoftTargetsConfig(ObjectiveConfig):
-    temperature: float = Field(default=2.0, gt=0)
-
-
-class HiddenStatesConfig(ObjectiveConfig):
-    loss: Literal["mse", "cosine"] = "mse"
-    layer_map: dict[int, int] | None = Field(
-        default=None,
-        description="student hidden-state index -> teacher hidden-state index (0 = embedding output); "
-        "built from the kept layers or uniformly when omitted",
-    )
-
-
-class AttentionsConfig(ObjectiveConfig):
-    layer_map: dict[int, int] | None = Field(
-        default=None, description="student layer -> teacher layer (0-based); built when omitted"
-    )
-
-
-class AttentionRelationsConfig(ObjectiveConfig):
-    teacher_layer: int = Field(default=-1, description="0-based; negative counts from the end")
-    student_layer: int = -1
-    relation_heads: int = Field(default=12, ge=1)
-    relations: list[Literal["query", "key", "value"]] = Field(
-        default_factory=lambda: ["query", "key", "value"], min_length=1
-    )
-
-
-class SimilarityConfig(ObjectiveConfig):
-    temperature: float = Field(default=0.05, gt=0)
-
-
-#: objectives that read classifier logits / pooled sentence embeddings
-CLASSIFICATION_OBJECTIVES = {"soft_targets", "hard_targets", "labels"}
-EMBEDDING_OBJECTIVES = {"embedding_mse", "embedding_cosine", "embedding_similarity"}
-
-
-class ObjectivesConfig(Section):
-    soft_targets: SoftTargetsConfig | None = None
-    hard_targets: ObjectiveConfig | None = None
-    labels: ObjectiveConfig | None = None
-    hidden_states: HiddenStatesConfig | None = None
-    attentions: AttentionsConfig | None = None
-    attention_relations: AttentionRelationsConfig | None = None
-    embedding_mse: ObjectiveConfig | None = None
-    embedding_cosine: ObjectiveConfig | None = None
-    embedding_similarity: SimilarityConfig | None = None
+class ObjectivesSection(Section):
+    """What every ``objectives`` section has; its fields, one per registered objective, are added
+    by :data:`ObjectivesConfig`."""
 
     @model_validator(mode="after")
-    def _at_least_one(self) -> ObjectivesConfig:
+    def _at_least_one(self) -> ObjectivesSection:
         if not any(cfg is not None and cfg.weight > 0 for _, cfg in self.enabled()):
             raise ValueError("expected at least one objective with a weight above 0")
         return self
@@ -202,7 +157,20 @@ class ObjectivesConfig(Section):
 
     @property
     def needs_attention_weights(self) -> bool:
-        return self.attentions is not None
+        specs = registered()
+        return any(specs[name].needs_attention_weights for name, _ in self.enabled())
+
+
+if TYPE_CHECKING:  # a type checker cannot see fields made at import time; it sees the common part
+    ObjectivesConfig = ObjectivesSection
+else:
+    #: the ``objectives`` section: one optional field per registered objective, in the registry's order
+    ObjectivesConfig = create_model(
+        "ObjectivesConfig",
+        __base__=ObjectivesSection,
+        __module__=__name__,
+        **{name: (spec.config | None, None) for name, spec in registered().items()},
+    )
 
 
 class EvaluationConfig(Section):
@@ -217,12 +185,12 @@ class EvaluationConfig(Section):
 
 
 class RunConfig(Section):
-    task: Literal["classification", "embeddings"] = "classification"
+    task: str = Field(default="classification", description="classification or embeddings (see polydistill.tasks)")
     teacher: TeacherConfig
     student: StudentConfig = Field(default_factory=StudentConfig)
     data: DataConfig
     objectives: ObjectivesConfig | None = Field(
-        default=None, description="default: soft_targets for classification, embedding_mse for embeddings"
+        default=None, description="default: the task's (soft_targets for classification, embedding_mse for embeddings)"
     )
     training: dict[str, Any] = Field(
         default_factory=dict, description="passed through to transformers.TrainingArguments"
@@ -234,19 +202,26 @@ class RunConfig(Section):
     #: the YAML file this config came from (not a config key)
     source_file: Path | None = Field(default=None, exclude=True)
 
+    @field_validator("task")
+    @classmethod
+    def _task_known(cls, value: str) -> str:
+        if value not in task_names():
+            raise ValueError(f"unknown task; expected one of: {', '.join(task_names())}")
+        return value
+
     @model_validator(mode="after")
     def _objectives_fit_the_task(self) -> RunConfig:
+        task = get_task(self.task)
         if self.objectives is None:
-            default = {"embedding_mse": ObjectiveConfig()} if self.task == "embeddings" else {"soft_targets": SoftTargetsConfig()}
-            self.objectives = ObjectivesConfig(**default)
-        names = {name for name, _ in self.objectives.enabled()}
-        wrong = names & (CLASSIFICATION_OBJECTIVES if self.task == "embeddings" else EMBEDDING_OBJECTIVES)
+            self.objectives = ObjectivesConfig(**task.default_objectives)
+        specs = registered()
+        wrong = {name for name, _ in self.objectives.enabled() if self.task not in specs[name].tasks}
         if wrong:
             raise ValueError(f"objectives {sorted(wrong)} do not apply to task '{self.task}'")
-        if self.objectives.labels is not None and self.data.train.label_column is None:
+        if getattr(self.objectives, "labels", None) is not None and self.data.train.label_column is None:
             raise ValueError("objectives.labels needs gold labels: set data.train.label_column")
-        if self.task == "embeddings" and self.teacher.finetune is not None:
-            raise ValueError("teacher.finetune applies to classification; an embeddings teacher is used as it is")
+        for _, problem in task.check_config(self):
+            raise ValueError(problem)
         return self
 
     @property
@@ -396,7 +371,7 @@ def _check_files_exist(config: RunConfig) -> None:
     if config.teacher.finetune:
         sources.append(("teacher.finetune.data", config.teacher.finetune.data))
     for field, source in sources:
-        if source is None or is_builtin_source(source.path):
+        if source is None or is_builtin(source.path):
             continue
         resolved = config.resolve_path(source.path)
         if not resolved.exists():
@@ -404,10 +379,6 @@ def _check_files_exist(config: RunConfig) -> None:
                 f"{config.source_file or 'config'}: {field}.path: file '{source.path}' does not exist "
                 f"(looked for {resolved})"
             )
-
-
-def is_builtin_source(path: str) -> bool:
-    return path.startswith("catalogs:")
 
 
 def check_against_teacher(config: RunConfig, teacher_layers: int, student_layers: int, base_layers: int | None = None) -> None:
@@ -431,28 +402,8 @@ def check_against_teacher(config: RunConfig, teacher_layers: int, student_layers
             "student.keep_layers",
             f"layer {max(keep)} does not exist; {base} has layers 0..{base_layers - 1}",
         )
-    objectives = config.objectives
-    if objectives.hidden_states and objectives.hidden_states.layer_map:
-        for student_index, teacher_index in objectives.hidden_states.layer_map.items():
-            if not 0 <= teacher_index <= teacher_layers:
-                fail(
-                    "objectives.hidden_states.layer_map",
-                    f"teacher hidden state {teacher_index} does not exist (0..{teacher_layers}, 0 = embeddings)",
-                )
-            if not 0 <= student_index <= student_layers:
-                fail(
-                    "objectives.hidden_states.layer_map",
-                    f"student hidden state {student_index} does not exist (0..{student_layers}, 0 = embeddings)",
-                )
-    if objectives.attentions and objectives.attentions.layer_map:
-        for student_index, teacher_index in objectives.attentions.layer_map.items():
-            if not 0 <= teacher_index < teacher_layers:
-                fail("objectives.attentions.layer_map", f"teacher layer {teacher_index} does not exist (0..{teacher_layers - 1})")
-            if not 0 <= student_index < student_layers:
-                fail("objectives.attentions.layer_map", f"student layer {student_index} does not exist (0..{student_layers - 1})")
-    relations = objectives.attention_relations
-    if relations:
-        if not -teacher_layers <= relations.teacher_layer < teacher_layers:
-            fail("objectives.attention_relations.teacher_layer", f"the teacher has {teacher_layers} layers")
-        if not -student_layers <= relations.student_layer < student_layers:
-            fail("objectives.attention_relations.student_layer", f"the student has {student_layers} layers")
+    specs = registered()
+    for name, section in config.objectives.enabled():
+        check = specs[name].check_layers
+        for field, problem in check(section, teacher_layers, student_layers) if check else ():
+            fail(f"objectives.{name}.{field}", problem)

@@ -34,10 +34,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="per-language counts, lengths and label distribution of a data source",
         description="Per-language counts, lengths and label distribution of a data source.",
     )
-    stats.add_argument("source", metavar="SOURCE", help="catalogs:django, catalogs:sphinx, catalogs:all, "
-                       "catalogs:django-components, or a JSONL/CSV/TSV/Parquet file or saved dataset")
-    stats.add_argument("--tokenizer", metavar="MODEL", help="count lengths in this model's tokens "
-                       "(offline:<name>, a local model directory or a hub id); default: words")
+    stats.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="catalogs:django, catalogs:sphinx, catalogs:all, catalogs:django-components, or a JSONL/CSV/TSV/Parquet file or saved dataset",
+    )
+    stats.add_argument(
+        "--tokenizer",
+        metavar="MODEL",
+        help="count lengths in this model's tokens (offline:<name>, a local model directory or a hub id); default: words",
+    )
     stats.add_argument("--json", action="store_true", help="print the statistics as JSON")
     catalogs = stats.add_argument_group("built-in catalogs")
     catalogs.add_argument("--languages", help="comma-separated language codes to keep (default: all)")
@@ -55,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_sources(args: argparse.Namespace) -> int:
-    from polydistill.data.readers import BUILTIN_SOURCES
+    from polydistill.data.sources import BUILTIN_SOURCES
 
     for name, description in BUILTIN_SOURCES.items():
         print(f"{name:30} {description}")
@@ -74,9 +80,9 @@ def _load_tokenizer(ref: str) -> Any:
 
 
 def _run_stats(args: argparse.Namespace) -> int:
-    from polydistill.data.readers import CATALOGS_PREFIX, load_source
+    from polydistill.data.sources import is_builtin, load_source
 
-    if args.source.startswith(CATALOGS_PREFIX):
+    if is_builtin(args.source):
         kwargs: dict[str, Any] = {"min_pairs": args.min_pairs}
         if args.languages:
             kwargs["languages"] = [code for code in args.languages.split(",") if code.strip()]
@@ -126,16 +132,16 @@ def _summary(lengths: list[int]) -> dict[str, float]:
 def dataset_stats(data: Any, *, tokenizer: Any = None) -> dict[str, Any]:
     """Per-language counts, lengths and labels of a Dataset or DatasetDict (all splits together).
 
-    A dataset is *pairs* when it has a ``translation`` column (canonical layout) or an ``en``
-    column and no ``label`` (the catalogs' layout); lengths are then of the target-language side,
-    and ``source_length`` of the English/source side. Lengths count a tokenizer's tokens as the
+    A dataset is *pairs* when it has a ``translation`` column (the parallel layout of every
+    source); lengths are then of the translation, and ``source_length`` of the source side
+    (``text``). Lengths count a tokenizer's tokens as the
     model gets them (special tokens included) or, without a tokenizer, whitespace-separated
     words. Rows without a language are counted under ``und``.
     """
     import datasets
 
+    from polydistill.data.columns import column_values
     from polydistill.data.languages import UNDETERMINED, language_name
-    from polydistill.data.readers import column_values
 
     if isinstance(data, datasets.DatasetDict):
         splits = {name: len(split) for name, split in data.items()}
@@ -145,9 +151,9 @@ def dataset_stats(data: Any, *, tokenizer: Any = None) -> dict[str, Any]:
         splits = None
         dataset = data
     columns = dataset.column_names
-    is_pairs = "translation" in columns or ("en" in columns and "label" not in columns)
-    target_column = "translation" if "translation" in columns else "text"
-    source_column = ("text" if "translation" in columns else "en") if is_pairs else None
+    is_pairs = "translation" in columns
+    target_column = "translation" if is_pairs else "text"
+    source_column = "text" if is_pairs else None
     count_key = "pairs" if is_pairs else "examples"
 
     langs = column_values(dataset, "lang") if "lang" in columns else [UNDETERMINED] * len(dataset)
@@ -158,9 +164,7 @@ def dataset_stats(data: Any, *, tokenizer: Any = None) -> dict[str, Any]:
     if "label" in columns:
         feature = dataset.features["label"]
         label_names = feature.names if isinstance(feature, datasets.ClassLabel) else None
-        labels = [
-            label_names[value] if label_names else str(value) for value in column_values(dataset, "label")
-        ]
+        labels = [label_names[value] if label_names else str(value) for value in column_values(dataset, "label")]
     sources = column_values(dataset, "source_id") if "source_id" in columns else None
 
     rows_by_language: dict[str, list[int]] = defaultdict(list)

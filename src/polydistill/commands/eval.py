@@ -103,10 +103,10 @@ def _load_data(args: argparse.Namespace, label_names: list[str] | None):
     """(dataset in canonical columns, the column the teacher reads or None)."""
     from datasets import DatasetDict
 
-    from polydistill.data.readers import CATALOGS_PREFIX, load_source
+    from polydistill.data.sources import is_builtin, load_source
     from polydistill.errors import DataError
 
-    if args.data.startswith(CATALOGS_PREFIX):
+    if is_builtin(args.data):
         options = {"languages": args.languages.split(",")} if args.languages else {}
         loaded = load_source(args.data, **options)
         if isinstance(loaded, DatasetDict):
@@ -128,7 +128,9 @@ def _load_data(args: argparse.Namespace, label_names: list[str] | None):
 
 
 def _data_description(args: argparse.Namespace) -> str:
-    if args.data.startswith("catalogs:"):
+    from polydistill.data.sources import is_builtin
+
+    if is_builtin(args.data):
         return f"{args.data} ({args.split} split)"
     return args.data
 

@@ -51,9 +51,9 @@ def _list_models(args: argparse.Namespace) -> int:
         cache_problem,
         cache_root,
         cached_model_path,
-        directory_size,
         installed_version,
     )
+    from polydistill.sizes import directory_size
 
     table = Table(title=f"Offline models (cache: {cache_root() / 'models'})")
     table.add_column("reference", no_wrap=True)
@@ -90,7 +90,8 @@ def _save_model(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from polydistill.models.offline import save_model_directory
+    from polydistill.models.zoo import resolve_model_path
 
-    destination = save_model_directory(args.ref, Path(args.directory), force=args.force)
+    destination = save_model_directory(resolve_model_path(args.ref), Path(args.directory), force=args.force)
     print(f"saved {args.ref} to {destination}")
     return 0

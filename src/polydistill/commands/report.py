@@ -23,7 +23,7 @@ def run_report(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from polydistill.evaluation.evaluate import read_metrics
+    from polydistill.evaluation.metrics_file import read_metrics
     from polydistill.evaluation.report import status_headline, verdict, write_report
 
     run_dir = Path(args.run_dir)

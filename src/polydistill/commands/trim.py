@@ -1,7 +1,7 @@
 """``polydistill trim``: keep only the vocabulary that some languages use.
 
-    polydistill trim offline:multilingual-e5-small --languages de,fr,es,ru,ja --out DIR
-    polydistill trim MODEL --languages de --corpus catalogs:django --corpus de=mails.txt --min-count 2 --out DIR
+polydistill trim offline:multilingual-e5-small --languages de,fr,es,ru,ja --out DIR
+polydistill trim MODEL --languages de --corpus catalogs:django --corpus de=mails.txt --min-count 2 --out DIR
 """
 
 from __future__ import annotations
@@ -26,30 +26,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("model", metavar="MODEL", help="offline:<name>, a model directory or a Hub id")
     parser.add_argument(
-        "--languages", required=True, type=_language_list,
+        "--languages",
+        required=True,
+        type=_language_list,
         help="comma-separated BCP 47 codes of the languages to keep, e.g. de,fr,ja",
     )
     parser.add_argument(
-        "--corpus", action="append", metavar="SOURCE",
+        "--corpus",
+        action="append",
+        metavar="SOURCE",
         help="text to count tokens on (repeatable): catalogs:django, catalogs:sphinx, catalogs:all, "
         "a .txt file (one text a line), a JSONL/CSV/TSV/Parquet file with a 'text' column (and "
         "'lang'), or LANG=PATH for a file in one language (default: catalogs:all)",
     )
+    parser.add_argument("--min-count", type=int, default=1, metavar="N", help="keep tokens seen at least N times (default 1)")
     parser.add_argument(
-        "--min-count", type=int, default=1, metavar="N", help="keep tokens seen at least N times (default 1)"
+        "--max-vocab",
+        type=int,
+        default=None,
+        metavar="N",
+        help="at most N tokens in all: the most frequent corpus tokens fill what the special tokens and fallback characters leave",
     )
     parser.add_argument(
-        "--max-vocab", type=int, default=None, metavar="N",
-        help="at most N tokens in all: the most frequent corpus tokens fill what the special tokens "
-        "and fallback characters leave",
-    )
-    parser.add_argument(
-        "--keep-characters", choices=("scripts", "corpus", "all", "none"), default="scripts",
+        "--keep-characters",
+        choices=("scripts", "corpus", "all", "none"),
+        default="scripts",
         help="single-character pieces kept so unseen words re-segment instead of becoming <unk>: "
         "all of each script the corpus uses (default), only the corpus's characters, all, or none",
     )
     parser.add_argument(
-        "--keep-token", action="append", default=[], metavar="TOKEN",
+        "--keep-token",
+        action="append",
+        default=[],
+        metavar="TOKEN",
         help="a token to keep whatever the corpus (repeatable)",
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="where to write the trimmed model")
@@ -70,15 +79,10 @@ def _trim(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
+    from polydistill.data.sources import DEFAULT_CORPUS, corpus_texts_by_language
     from polydistill.errors import PolydistillError
-    from polydistill.models.trim import (
-        DEFAULT_CORPUS,
-        corpus_texts_by_language,
-        save_trimmed,
-        sentence_transformers_prompts,
-        trim_vocabulary,
-        write_report,
-    )
+    from polydistill.models.sentence_transformers_files import sentence_transformers_prompts
+    from polydistill.models.trim import save_trimmed, trim_vocabulary, write_report
     from polydistill.models.zoo import resolve_model_path
 
     started = time.perf_counter()
@@ -116,9 +120,7 @@ def _trim(args: argparse.Namespace) -> int:
     report.corpus = sources
 
     rng = random.Random(0)
-    check_texts = prompts + [
-        text for language_texts in texts.values() for text in rng.sample(language_texts, min(50, len(language_texts)))
-    ]
+    check_texts = prompts + [text for language_texts in texts.values() for text in rng.sample(language_texts, min(50, len(language_texts)))]
     console.print(f"writing {out}")
     save_trimmed(result, out, source_dir=source_dir, check_texts=check_texts)
     report.seconds = time.perf_counter() - started

@@ -1,7 +1,9 @@
 """Data for distillation: users' files, built-in translation catalogs, language-balanced sampling.
 
+- :mod:`~polydistill.data.sources`: every source by name (a path or a built-in
+  ``catalogs:<name>``) for runs, fine-tuning, trimming corpora and ``data stats``;
 - :mod:`~polydistill.data.readers`: ``read_examples`` (JSONL/CSV/TSV/Parquet/saved datasets,
-  validated) and ``load_source`` (a path or a built-in ``catalogs:<name>``);
+  validated);
 - :mod:`~polydistill.data.catalogs`: Django and Sphinx gettext catalogs as parallel pairs and as
   a cross-lingual classification task; ``split_by_source``;
 - :mod:`~polydistill.data.sampling`: ``LanguageBalancedSampler`` and the smoothed probabilities;
@@ -17,10 +19,13 @@ from typing import Any
 
 _EXPORTS = {
     "read_examples": "readers",
-    "load_source": "readers",
     "truncate_to_tokens": "readers",
-    "BUILTIN_SOURCES": "readers",
     "SUPPORTED_FORMATS": "readers",
+    "load_source": "sources",
+    "read_labelled": "sources",
+    "read_pairs": "sources",
+    "corpus_texts_by_language": "sources",
+    "BUILTIN_SOURCES": "sources",
     "catalog_pairs": "catalogs",
     "catalog_pairs_splits": "catalogs",
     "catalog_classification": "catalogs",
@@ -28,12 +33,12 @@ _EXPORTS = {
     "split_by_source": "catalogs",
     "strip_placeholders": "catalogs",
     "source_id_for": "catalogs",
-    "to_parallel_columns": "catalogs",
     "language_sampling_probabilities": "sampling",
     "LanguageBalancedSampler": "sampling",
     "normalize_language": "languages",
     "is_known_language": "languages",
     "language_name": "languages",
+    "normalize_languages": "languages",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -49,4 +54,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(_EXPORTS) | {"catalogs", "languages", "readers", "sampling"})
+    return sorted(set(_EXPORTS) | {"catalogs", "columns", "languages", "readers", "sampling", "sources"})

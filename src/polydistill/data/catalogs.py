@@ -48,8 +48,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from polydistill.data.languages import normalize_language
-from polydistill.data.readers import column_values, dataset_from_columns
+from polydistill.data.columns import column_values, dataset_from_columns
+from polydistill.data.languages import normalize_language, normalize_languages
 from polydistill.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -68,7 +68,6 @@ __all__ = [
     "source_id_for",
     "split_by_source",
     "strip_placeholders",
-    "to_parallel_columns",
 ]
 
 #: Origins a user can ask for; ``all`` is Django then Sphinx.
@@ -92,13 +91,30 @@ _PLACEHOLDER = re.compile(
 )
 _TAG = re.compile(r"</?[^\W\d_][^<>]*>|<!--.*?-->", re.DOTALL)  # also translated tag names
 _QUOTE_PAIRS = (
-    "“”", "‘’", "””", "„“", "„”", "«»", "»«", "‹›", "「」", "『』", "《》", "〈〉", "（）",
-    '""', "''", "`'", "``", "()", "[]", "<>", "{}",
+    "“”",
+    "‘’",
+    "””",
+    "„“",
+    "„”",
+    "«»",
+    "»«",
+    "‹›",
+    "「」",
+    "『』",
+    "《》",
+    "〈〉",
+    "（）",
+    '""',
+    "''",
+    "`'",
+    "``",
+    "()",
+    "[]",
+    "<>",
+    "{}",
 )
 # a pair of quotes or brackets that lost its content, perhaps keeping a sentence's punctuation
-_EMPTY_PAIR = re.compile(
-    "|".join(rf"{re.escape(pair[0])}([\s.,:;!?…]*){re.escape(pair[1])}" for pair in _QUOTE_PAIRS)
-)
+_EMPTY_PAIR = re.compile("|".join(rf"{re.escape(pair[0])}([\s.,:;!?…]*){re.escape(pair[1])}" for pair in _QUOTE_PAIRS))
 _SPACE_BEFORE = re.compile(r"\s+([,.)\]])")
 _SPACE_AFTER = re.compile(r"([(\[])\s+")
 _EDGE_JUNK_LEFT = re.compile(r"^[\s,.:;\-–—/|<>]+")
@@ -220,7 +236,7 @@ def _read_catalog(path: Path) -> Iterable[tuple[str, str]]:
             yield entry.msgid, translation
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _origin_entries(origin: str) -> tuple[_CatalogEntry, ...]:
     """Every cleaned entry of one origin's catalogs (cached: parsing takes seconds)."""
     from tqdm.auto import tqdm
@@ -240,7 +256,7 @@ def _origin_entries(origin: str) -> tuple[_CatalogEntry, ...]:
         try:
             lang = normalize_language(locale_dir)
         except ValueError as error:
-            raise DataError(f"{path}: cannot tell the language of catalog directory '{locale_dir}': {error}")
+            raise DataError(f"{path}: cannot tell the language of catalog directory '{locale_dir}': {error}") from None
         if lang == SOURCE_LANGUAGE:
             continue
         for english, translation in _read_catalog(path):
@@ -278,33 +294,14 @@ def _assign_components(entries: Iterable[_CatalogEntry]) -> dict[str, str]:
     }
 
 
-def _normalized_languages(languages: Sequence[str] | None) -> list[str] | None:
-    if languages is None:
-        return None
-    if isinstance(languages, str):
-        languages = [part for part in re.split(r"[,\s]+", languages) if part]
-    normalized = []
-    for code in languages:
-        try:
-            normalized.append(normalize_language(code))
-        except ValueError as error:
-            raise DataError(f"languages: {error}") from None
-    return list(dict.fromkeys(normalized))
-
-
-def _select_languages(
-    entries: list[_CatalogEntry], languages: Sequence[str] | None, min_pairs: int, what: str
-) -> list[_CatalogEntry]:
+def _select_languages(entries: list[_CatalogEntry], languages: Sequence[str] | None, min_pairs: int, what: str) -> list[_CatalogEntry]:
     """Keep the languages asked for (all by default) that have at least ``min_pairs`` pairs."""
     counts = Counter(entry.lang for entry in entries)
-    wanted = _normalized_languages(languages)
+    wanted = None if languages is None else normalize_languages(languages)
     if wanted is not None:
         missing = [code for code in wanted if code not in counts and code != SOURCE_LANGUAGE]
         if missing:
-            raise DataError(
-                f"no {what} catalog translates into {', '.join(missing)}; "
-                f"available: {', '.join(sorted(counts))}"
-            )
+            raise DataError(f"no {what} catalog translates into {', '.join(missing)}; available: {', '.join(sorted(counts))}")
         keep = {code for code in wanted if counts.get(code, 0) >= min_pairs}
     else:
         keep = {code for code, count in counts.items() if count >= min_pairs}
@@ -328,11 +325,11 @@ def catalog_pairs(
     languages: Sequence[str] | None = None,
     min_pairs: int = 0,
 ) -> datasets.Dataset:
-    """Parallel pairs from the installed catalogs.
+    """Parallel pairs from the installed catalogs, in the canonical parallel layout of every source.
 
-    Columns: ``source_id``, ``en`` (English message), ``text`` (its translation), ``lang`` (BCP 47
-    tag of ``text``), ``origin`` (``django`` or ``sphinx``), ``component`` (see module docstring).
-    ``languages`` keeps only those languages (any spelling; normalised); ``min_pairs`` drops
+    Columns: ``text`` (the English message, what a teacher reads), ``translation`` (its
+    translation), ``lang`` (BCP 47 tag of ``translation``), ``source_id``, ``origin``
+    (``django`` or ``sphinx``), ``component`` (see module docstring). ``languages`` keeps only those languages (any spelling; normalised); ``min_pairs`` drops
     languages with fewer pairs. Rows are sorted by language, then English, then translation.
     """
     import datasets
@@ -343,10 +340,10 @@ def catalog_pairs(
     entries.sort(key=lambda entry: (entry.lang, entry.en, entry.text, entry.origin))
     source_ids = [source_id_for(entry.en) for entry in entries]
     columns = {
-        "source_id": source_ids,
-        "en": [entry.en for entry in entries],
-        "text": [entry.text for entry in entries],
+        "text": [entry.en for entry in entries],
+        "translation": [entry.text for entry in entries],
         "lang": [entry.lang for entry in entries],
+        "source_id": source_ids,
         "origin": [entry.origin for entry in entries],
         "component": [components[source] for source in source_ids],
     }
@@ -375,10 +372,7 @@ def component_sizes(*, min_component_size: int = 0) -> dict[str, int]:
 
 def _merge_small(components: dict[str, str], min_component_size: int) -> dict[str, str]:
     sizes = Counter(components.values())
-    return {
-        source: component if sizes[component] >= min_component_size else OTHER_COMPONENT
-        for source, component in components.items()
-    }
+    return {source: component if sizes[component] >= min_component_size else OTHER_COMPONENT for source, component in components.items()}
 
 
 def catalog_classification(
@@ -443,11 +437,6 @@ def catalog_classification(
     return split_by_source(dataset, seed=seed, sizes=split_sizes, stratify_column="label")
 
 
-def to_parallel_columns(pairs: datasets.Dataset) -> datasets.Dataset:
-    """Catalog pairs in the canonical parallel layout: ``text`` English, ``translation`` target."""
-    return pairs.rename_columns({"text": "translation"}).rename_columns({"en": "text"})
-
-
 # ---------------------------------------------------------------------------------------------
 # Splitting by source.
 
@@ -456,10 +445,9 @@ def _checked_sizes(sizes: Sequence[float]) -> tuple[float, float, float]:
     values = tuple(float(size) for size in sizes)
     if len(values) != 3 or any(size < 0 for size in values) or abs(sum(values) - 1.0) > 1e-6:
         raise ConfigError(
-            f"split sizes {list(sizes)} must be three non-negative fractions "
-            "(train, dev, test) of the English sources that sum to 1"
+            f"split sizes {list(sizes)} must be three non-negative fractions (train, dev, test) of the English sources that sum to 1"
         )
-    return values  # type: ignore[return-value]
+    return values
 
 
 def _allocate(count: int, sizes: tuple[float, float, float]) -> list[int]:
@@ -472,9 +460,7 @@ def _allocate(count: int, sizes: tuple[float, float, float]) -> list[int]:
     return shares
 
 
-def _source_groups(
-    dataset: datasets.Dataset, sources: list[str], link_columns: Sequence[str]
-) -> dict[str, str]:
+def _source_groups(dataset: datasets.Dataset, sources: list[str], link_columns: Sequence[str]) -> dict[str, str]:
     """source -> its group: sources that share an identical text (in one language) are one group.
 
     Two English messages can have one translation ("Change password" and "Password change"
@@ -494,7 +480,7 @@ def _source_groups(
         if column not in dataset.column_names:
             continue
         first_source: dict[tuple[object, str], str] = {}
-        for source, lang, text in zip(sources, langs, column_values(dataset, column)):
+        for source, lang, text in zip(sources, langs, column_values(dataset, column), strict=True):
             if text is None:
                 continue
             key = (lang, text)
@@ -529,10 +515,7 @@ def split_by_source(
 
     fractions = _checked_sizes(sizes)
     if source_column not in dataset.column_names:
-        raise DataError(
-            f"cannot split by source: the data has no '{source_column}' column "
-            f"(columns: {', '.join(dataset.column_names)})"
-        )
+        raise DataError(f"cannot split by source: the data has no '{source_column}' column (columns: {', '.join(dataset.column_names)})")
     sources = [str(source) for source in column_values(dataset, source_column)]
     group_of = _source_groups(dataset, sources, link_columns)
     strata: dict[object, list[str]] = defaultdict(list)
@@ -540,7 +523,7 @@ def split_by_source(
         strata[None] = sorted(set(group_of.values()))
     else:
         values: dict[str, Counter] = defaultdict(Counter)
-        for source, value in zip(sources, column_values(dataset, stratify_column)):
+        for source, value in zip(sources, column_values(dataset, stratify_column), strict=True):
             values[group_of[source]][value] += 1
         for group in sorted(values):
             top = min(values[group].items(), key=lambda item: (-item[1], str(item[0])))[0]
@@ -561,10 +544,8 @@ def split_by_source(
     for row, source in enumerate(sources):
         indices[split_of_group[group_of[source]]].append(row)
     splits = {}
-    for name, rows in zip(SPLIT_NAMES, indices):
+    for name, rows in zip(SPLIT_NAMES, indices, strict=True):
         # an explicit fingerprint: hashing a long index list with dill takes about a second
-        fingerprint = hashlib.sha1(
-            f"{dataset._fingerprint}/{name}/".encode() + ",".join(map(str, rows)).encode()
-        ).hexdigest()[:16]
+        fingerprint = hashlib.sha1(f"{dataset._fingerprint}/{name}/".encode() + ",".join(map(str, rows)).encode()).hexdigest()[:16]
         splits[name] = dataset.select(rows, new_fingerprint=fingerprint)
     return datasets.DatasetDict(splits)

@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
+
+from polydistill.errors import DataError
 
 __all__ = [
     "UNDETERMINED",
     "is_known_language",
     "language_name",
     "normalize_language",
+    "normalize_languages",
 ]
 
 #: BCP 47 tag for "language not given" (rows without a language column).
@@ -40,22 +44,20 @@ _SUBTAG = re.compile(r"^[A-Za-z0-9]{1,8}$")
 
 
 @functools.lru_cache(maxsize=1)
-def _cldr() -> tuple[
-    frozenset[str], frozenset[str], frozenset[str], frozenset[str], dict[str, str], dict[str, str]
-]:
+def _cldr() -> tuple[frozenset[str], frozenset[str], frozenset[str], frozenset[str], dict[str, str], dict[str, str]]:
     """Known language, script, region and variant subtags, language aliases and likely subtags."""
     from babel import Locale
     from babel.core import get_global
 
     english = Locale("en")
     likely: dict[str, str] = dict(get_global("likely_subtags"))
-    languages = {code for code in english.languages if "_" not in code}
+    languages = {str(code) for code in english.languages if "_" not in str(code)}
     languages |= {code for code in likely if "_" not in code and code != "und"}
     aliases: dict[str, str] = dict(get_global("language_aliases"))
     languages |= set(aliases)
-    scripts = frozenset(english.scripts)
-    regions = frozenset(english.territories)
-    variants = frozenset(variant.lower() for variant in english.variants)
+    scripts = frozenset(str(code) for code in english.scripts)
+    regions = frozenset(str(code) for code in english.territories)
+    variants = frozenset(str(variant).lower() for variant in english.variants)
     return frozenset(languages), scripts, regions, variants, aliases, likely
 
 
@@ -129,6 +131,22 @@ def normalize_language(code: str) -> str:
         if default_region == region:
             region = None
     return "-".join(part for part in (language, script, region, *variants) if part)
+
+
+def normalize_languages(languages: Sequence[str] | str) -> list[str]:
+    """A list of languages (or one comma/space-separated string) as BCP 47 tags, in order, once each.
+
+    Raises :class:`~polydistill.errors.DataError` ``languages: ...`` for a code that is unknown.
+    """
+    if isinstance(languages, str):
+        languages = [part for part in re.split(r"[,\s]+", languages) if part]
+    normalized = []
+    for code in languages:
+        try:
+            normalized.append(normalize_language(code))
+        except ValueError as error:
+            raise DataError(f"languages: {error}") from None
+    return list(dict.fromkeys(normalized))
 
 
 def _likely_part(likely_tag: str | None, *, index: int) -> str | None:

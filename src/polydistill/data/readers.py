@@ -15,13 +15,7 @@ Canonical columns of what is returned: ``text`` (str), and when their columns ar
 ``label`` (int with a ``ClassLabel`` feature), ``lang`` (BCP 47 tag), ``translation`` (str: for
 parallel data ``text`` is the source side and ``translation`` the target side), ``source_id``.
 
-Built-in sources (:func:`load_source`):
-- ``catalogs:django``, ``catalogs:sphinx``, ``catalogs:all``: translation pairs from the
-  installed gettext catalogs (:func:`polydistill.data.catalogs.catalog_pairs`; with
-  ``split=True``, :func:`~polydistill.data.catalogs.catalog_pairs_splits`);
-- ``catalogs:django-components``: Django messages labelled with their component, split
-  train/dev/test by English source (:func:`polydistill.data.catalogs.catalog_classification`);
-- anything else is a path, read by :func:`read_examples`.
+Sources by name (built-in catalogs or a path) are resolved by :mod:`polydistill.data.sources`.
 """
 
 from __future__ import annotations
@@ -35,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from polydistill.data.columns import dataset_from_columns
 from polydistill.data.languages import normalize_language
 from polydistill.errors import ConfigError, DataError
 
@@ -42,13 +37,10 @@ if TYPE_CHECKING:
     import datasets
 
 __all__ = [
-    "BUILTIN_SOURCES",
     "MAX_REPORTED_PROBLEMS",
     "SUPPORTED_FORMATS",
-    "column_values",
-    "dataset_from_columns",
     "detect_format",
-    "load_source",
+    "file_columns",
     "read_examples",
     "truncate_to_tokens",
 ]
@@ -66,38 +58,10 @@ _EXTENSION_FORMATS = {
 }
 #: Problems listed in one error before the rest are only counted.
 MAX_REPORTED_PROBLEMS = 20
-CATALOGS_PREFIX = "catalogs:"
-BUILTIN_SOURCES = {
-    "catalogs:django": "translation pairs from Django's gettext catalogs (98 languages)",
-    "catalogs:sphinx": "translation pairs from Sphinx's gettext catalogs",
-    "catalogs:all": "translation pairs from both, deduplicated",
-    "catalogs:django-components": "Django messages labelled with their component (train/dev/test)",
-}
 _INTEGER = re.compile(r"^[+-]?\d+$")
 _LANGUAGE_EXAMPLE = "a BCP 47 tag such as 'de', 'pt-BR' or 'zh-Hans'"
 
 Overlong = Literal["refuse", "truncate"]
-
-
-# ---------------------------------------------------------------------------------------------
-# Small Dataset helpers shared with the catalogs.
-
-
-def dataset_from_columns(columns: dict[str, list], features: datasets.Features) -> datasets.Dataset:
-    """An in-memory Dataset from plain columns whose values already match ``features``.
-
-    ``Dataset.from_dict`` encodes row by row (seconds for the catalogs); Arrow does it at once.
-    """
-    import datasets
-    import pyarrow as pa
-
-    table = pa.Table.from_pydict(columns, schema=features.arrow_schema)
-    return datasets.Dataset(table, info=datasets.DatasetInfo(features=features))
-
-
-def column_values(dataset: datasets.Dataset, name: str) -> list:
-    """All values of one column as a list (one batched read; ``dataset[name]`` reads row by row)."""
-    return dataset.select_columns([name])[:][name]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,9 +122,7 @@ def detect_format(path: Path, format: str | None = None) -> str:
     """The format of ``path``: ``format`` if given, else from the extension or directory."""
     if format is not None:
         if format not in SUPPORTED_FORMATS:
-            raise DataError(
-                f"{path}: unknown format '{format}'; expected one of {', '.join(SUPPORTED_FORMATS)}"
-            )
+            raise DataError(f"{path}: unknown format '{format}'; expected one of {', '.join(SUPPORTED_FORMATS)}")
         return format
     if path.is_dir():
         return "datasets"
@@ -171,6 +133,42 @@ def detect_format(path: Path, format: str | None = None) -> str:
             f"{', '.join(sorted(_EXTENSION_FORMATS))}, a saved datasets directory, or an explicit format"
         )
     return found
+
+
+def file_columns(path: str | Path, format: str | None = None) -> list[str]:
+    """Column names of a data file, from its first record or header, without reading the rest.
+
+    For a caller whose columns are optional (a ``lang`` or ``label`` column used when present).
+    A file too damaged to tell gives no columns; :func:`read_examples` then reports what is wrong.
+    """
+    path = Path(path).expanduser()
+    data_format = detect_format(path, format)
+    try:
+        if data_format == "jsonl":
+            with path.open(encoding="utf-8-sig") as handle:
+                record = json.loads(next((line for line in handle if line.strip()), "{}"))
+            return list(record) if isinstance(record, dict) else []
+        if data_format in ("csv", "tsv"):
+            with path.open(encoding="utf-8-sig", newline="") as handle:
+                header = next(csv.reader(handle, delimiter="," if data_format == "csv" else "\t"), [])
+            return [name.strip() for name in header]
+    except (UnicodeDecodeError, json.JSONDecodeError, csv.Error):
+        return []
+    if data_format == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            return list(pq.read_schema(path).names)
+        except (pa.ArrowException, OSError):
+            return []
+    import datasets
+
+    try:
+        dataset = datasets.load_from_disk(str(path))
+    except Exception:  # datasets raises several types for damaged directories
+        return []
+    return list(dataset.column_names) if isinstance(dataset, datasets.Dataset) else []
 
 
 def _jsonl_rows(path: Path, columns: _Columns, problems: _Problems) -> Iterator[tuple[_Location, dict]]:
@@ -188,9 +186,7 @@ def _jsonl_rows(path: Path, columns: _Columns, problems: _Problems) -> Iterator[
                 record = json.loads(line)
             except json.JSONDecodeError as error:
                 if number == 1 and line.lstrip().startswith("["):
-                    raise DataError(
-                        f"{where}: the file is one JSON array; expected JSON Lines, one object a line"
-                    ) from None
+                    raise DataError(f"{where}: the file is one JSON array; expected JSON Lines, one object a line") from None
                 problems.add(where, f"malformed line: not valid JSON ({error.msg} at column {error.colno})")
                 continue
             if not isinstance(record, dict):
@@ -206,9 +202,7 @@ def _jsonl_rows(path: Path, columns: _Columns, problems: _Problems) -> Iterator[
             yield where, record
 
 
-def _delimited_rows(
-    path: Path, delimiter: str, columns: _Columns, problems: _Problems
-) -> Iterator[tuple[_Location, dict]]:
+def _delimited_rows(path: Path, delimiter: str, columns: _Columns, problems: _Problems) -> Iterator[tuple[_Location, dict]]:
     with path.open("r", encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle, delimiter=delimiter, strict=True)
         previous_line = 0
@@ -230,20 +224,17 @@ def _delimited_rows(
                 header = [name.strip() for name in fields]
                 missing = columns.missing_from(header)
                 if missing:
-                    raise DataError(
-                        f"{where}: the header has no column {_names(missing)}; it has {_names(header)}"
-                    )
+                    raise DataError(f"{where}: the header has no column {_names(missing)}; it has {_names(header)}")
                 continue
             if not fields:
                 continue  # a blank line
             if len(fields) != len(header):
                 problems.add(
                     where,
-                    f"malformed line: {len(fields)} fields, but the header has {len(header)} "
-                    f"(separator {delimiter!r})",
+                    f"malformed line: {len(fields)} fields, but the header has {len(header)} (separator {delimiter!r})",
                 )
                 continue
-            yield where, dict(zip(header, fields))
+            yield where, dict(zip(header, fields, strict=True))
         if header is None:
             raise DataError(f"{path}: the file is empty; expected a header line naming the columns")
 
@@ -288,9 +279,7 @@ def _saved_dataset(path: Path, columns: _Columns) -> tuple[dict[str, list], Any]
         raise DataError(f"{path}: cannot load the saved dataset ({type(error).__name__}: {error})") from None
     missing = columns.missing_from(dataset.column_names)
     if missing:
-        raise DataError(
-            f"{path}: no column {_names(missing)}; the dataset has {_names(dataset.column_names)}"
-        )
+        raise DataError(f"{path}: no column {_names(missing)}; the dataset has {_names(dataset.column_names)}")
     label_column = columns.wanted.get("label")
     label_feature = dataset.features[label_column] if label_column else None
     wanted = list(dict.fromkeys(columns.wanted.values()))
@@ -319,16 +308,10 @@ def _checked_text(value: object, column: str, where: _Location, problems: _Probl
 
 
 def _is_empty(value: object) -> bool:
-    return (
-        value is None
-        or (isinstance(value, float) and math.isnan(value))
-        or (isinstance(value, str) and not value.strip())
-    )
+    return value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value.strip())
 
 
-def _checked_label(
-    value: object, column: str, textual: bool, where: _Location, problems: _Problems
-) -> object:
+def _checked_label(value: object, column: str, textual: bool, where: _Location, problems: _Problems) -> object:
     """A label name (str) or id (int), or None after reporting a problem."""
     expected = "expected a label name or integer id"
     if _is_empty(value):
@@ -375,7 +358,7 @@ def _label_ids(
     else:
         kinds = {_label_kind(value) for _, value in labels}
         if kinds == {"id"}:
-            largest = max((int(value) for _, value in labels), default=-1)
+            largest = max((int(str(value)) for _, value in labels), default=-1)
             names = [str(index) for index in range(largest + 1)]
         elif kinds == {"name"} or not kinds:
             names = sorted({str(value) for _, value in labels})
@@ -406,8 +389,7 @@ def _label_ids(
         elif as_id is not None:
             problems.add(
                 where,
-                f"{column!r} is {as_id}, outside the label set; expected an id from 0 to "
-                f"{len(names) - 1} ({shown})",
+                f"{column!r} is {as_id}, outside the label set; expected an id from 0 to {len(names) - 1} ({shown})",
             )
         else:
             problems.add(where, f"{column!r} is {value!r}, not in the label set; expected one of {shown}")
@@ -455,7 +437,7 @@ def truncate_to_tokens(text: str, tokenizer: Any, max_length: int) -> str:
         return_offsets_mapping=True,
         return_special_tokens_mask=True,
     )
-    offsets = zip(encoded["offset_mapping"], encoded["special_tokens_mask"])
+    offsets = zip(encoded["offset_mapping"], encoded["special_tokens_mask"], strict=True)
     ends = [end for (_, end), special in offsets if not special]
     while ends:
         candidate = text[: ends[-1]].rstrip()
@@ -569,18 +551,14 @@ def read_examples(
     if limit is not None:
         for canonical in ("text", "translation"):
             if canonical in out:
-                _enforce_token_limit(
-                    out[canonical], wanted[canonical], locations, tokenizer, limit, overlong, problems
-                )
+                _enforce_token_limit(out[canonical], wanted[canonical], locations, tokenizer, limit, overlong, problems)
         problems.raise_if_any()
 
     features = {canonical: datasets.Value("string") for canonical in out}
     if label_column is not None:
         features["label"] = datasets.ClassLabel(names=names)
     ordered = [name for name in ("text", "label", "lang", "translation", "source_id") if name in out]
-    return dataset_from_columns(
-        {name: out[name] for name in ordered}, datasets.Features({name: features[name] for name in ordered})
-    )
+    return dataset_from_columns({name: out[name] for name in ordered}, datasets.Features({name: features[name] for name in ordered}))
 
 
 def _checked_language(value: object, column: str, where: _Location, problems: _Problems) -> str | None:
@@ -618,38 +596,3 @@ def _enforce_token_limit(
             )
         else:
             texts[index] = truncate_to_tokens(texts[index], tokenizer, limit)
-
-
-# ---------------------------------------------------------------------------------------------
-# Sources by name.
-
-
-def load_source(spec: str, *, split: bool = False, **kwargs: Any) -> datasets.Dataset | datasets.DatasetDict:
-    """Resolve a data source: a built-in ``catalogs:<name>`` (see the module docstring) or a path.
-
-    ``kwargs`` go to the function that reads the source: :func:`catalog_pairs` (or, with
-    ``split=True``, :func:`catalog_pairs_splits`), :func:`catalog_classification`, or
-    :func:`read_examples`.
-    """
-    if spec.startswith(CATALOGS_PREFIX):
-        from polydistill.data import catalogs
-
-        name = spec[len(CATALOGS_PREFIX) :]
-        if name in catalogs.CATALOG_ORIGINS:
-            reader = catalogs.catalog_pairs_splits if split else catalogs.catalog_pairs
-            return _call(reader, spec, name, **kwargs)
-        if name == "django-components":
-            return _call(catalogs.catalog_classification, spec, **kwargs)
-        raise DataError(f"unknown built-in source '{spec}'; expected one of {', '.join(BUILTIN_SOURCES)}")
-    if split:
-        raise ConfigError(f"'{spec}': split=True is for built-in catalogs; split a file with split_by_source")
-    return _call(read_examples, spec, spec, **kwargs)
-
-
-def _call(reader: Any, spec: str, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return reader(*args, **kwargs)
-    except TypeError as error:
-        if "unexpected keyword argument" in str(error):
-            raise ConfigError(f"source '{spec}': {error}") from None
-        raise

@@ -1,52 +1,33 @@
 """Evaluate a student (and its teacher) per language, and write ``metrics.json``.
 
-``metrics.json`` is the contract between a run and every later tool (the report, the model
-card, hyperparameter search), so its layout is fixed here and only ever grows:
-
-```
-{
-  "task": "classification",
-  "primary_metric": "macro_f1",
-  "teacher": {efficiency} | null,
-  "student": {efficiency} | null,
-  "languages": {
-    "<code>": {"n": int, "teacher": {metrics} | null, "student": {metrics},
-               "retention": {metrics} | null}
-  },
-  "overall": {"n", "languages", "teacher", "student", "retention",
-              "language_mean": {"teacher", "student"},
-              "mean_language_retention": {metric: float}, "min_language_retention": {metric: float},
-              "min_retention_language": {metric: code}},
-  "config": {...} (optional), "meta": {...}
-}
-```
-
-Classification metrics are ``accuracy``, ``macro_precision``, ``macro_recall``, ``macro_f1``,
-plus ``agreement`` (argmax equal to the teacher's) for the student when a teacher is given.
-``overall`` pools all examples (so large languages weigh more); ``language_mean`` and the
-retention summaries weigh every language the same, which is what "does it work for Swahili"
-needs. Other tasks add their own metric keys in the same places.
+The file's layout, and its reading and writing, live in :mod:`polydistill.evaluation.metrics_file`.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from polydistill.errors import DataError
-from polydistill.evaluation.efficiency import EfficiencySettings, measure_teacher_and_student, settings_dict
-from polydistill.evaluation.metrics import agreement, classification_metrics, primary_metric_for, retention
+from polydistill.evaluation.efficiency import (
+    EfficiencySettings,
+    measure_teacher_and_student,
+    settings_dict,
+)
+from polydistill.evaluation.metrics import agreement, classification_metrics, retention
+from polydistill.evaluation.metrics_file import (  # read_metrics: re-exported, callers found it here
+    METRICS_FILENAME,
+    UNDETERMINED_LANGUAGE,
+    build_metrics_document,
+    read_metrics,  # noqa: F401
+    write_metrics,
+)
+from polydistill.evaluation.report import write_report
 
-UNDETERMINED_LANGUAGE = "und"
-METRICS_FILENAME = "metrics.json"
-REQUIRED_KEYS: tuple[str, ...] = ("task", "teacher", "student", "languages", "overall")
 _DEFAULT_LABEL_NAME = re.compile(r"^LABEL_\d+$")
 
 
@@ -270,87 +251,6 @@ def _language_codes(dataset: Any, lang_column: str) -> list[str]:
     return [str(code) if code not in (None, "") else UNDETERMINED_LANGUAGE for code in dataset[lang_column]]
 
 
-# --- the metrics file --------------------------------------------------------------------
-
-
-def build_metrics_document(
-    task: str,
-    quality: Mapping[str, Any],
-    *,
-    teacher_efficiency: Mapping[str, Any] | None = None,
-    student_efficiency: Mapping[str, Any] | None = None,
-    config: Mapping[str, Any] | None = None,
-    primary_metric: str | None = None,
-    meta: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Assemble the ``metrics.json`` layout from a task's ``languages``/``overall`` and efficiency."""
-    from polydistill import __version__
-
-    if primary_metric is None:
-        student_keys = list((quality.get("overall") or {}).get("student") or {})
-        primary_metric = primary_metric_for(task, student_keys)
-    document: dict[str, Any] = {
-        "task": task,
-        "primary_metric": primary_metric,
-        "teacher": dict(teacher_efficiency) if teacher_efficiency is not None else None,
-        "student": dict(student_efficiency) if student_efficiency is not None else None,
-        "languages": dict(quality["languages"]),
-        "overall": dict(quality["overall"]),
-    }
-    if config is not None:
-        document["config"] = dict(config)
-    document["meta"] = {
-        "polydistill_version": __version__,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **(dict(meta) if meta else {}),
-    }
-    return document
-
-
-def write_metrics(path: str | Path, metrics: Mapping[str, Any]) -> Path:
-    """Write ``metrics`` as JSON (numpy values made plain, NaN written as null)."""
-    missing = [key for key in REQUIRED_KEYS if key not in metrics]
-    if missing:
-        raise ValueError(f"metrics lack the keys {missing} of the metrics.json layout")
-    target = Path(path)
-    if target.is_dir() or target.suffix != ".json":
-        target = target / METRICS_FILENAME
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(_plain(metrics), indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
-    return target
-
-
-def read_metrics(path: str | Path) -> dict[str, Any]:
-    """Read a ``metrics.json`` (or the one inside a run directory) and check its layout."""
-    source = Path(path)
-    if source.is_dir():
-        source = source / METRICS_FILENAME
-    if not source.is_file():
-        raise DataError(f"no metrics file at {source}; run `polydistill eval` first")
-    try:
-        metrics = json.loads(source.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise DataError(f"{source} is not valid JSON (line {error.lineno}: {error.msg})") from error
-    missing = [key for key in REQUIRED_KEYS if key not in metrics]
-    if missing:
-        raise DataError(f"{source} lacks the keys {missing} of the metrics.json layout")
-    return metrics
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 # --- one call at the end of a run --------------------------------------------------------
 
 
@@ -412,7 +312,5 @@ def evaluate_run(
     out = Path(out_dir)
     write_metrics(out / METRICS_FILENAME, document)
     if report:
-        from polydistill.evaluation.report import write_report
-
         write_report(out)
     return document

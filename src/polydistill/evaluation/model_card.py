@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from polydistill.evaluation.evaluate import UNDETERMINED_LANGUAGE
+from polydistill.evaluation.metrics_file import UNDETERMINED_LANGUAGE
 from polydistill.evaluation.report import (
     RETENTION_OK,
     RETENTION_WARN,

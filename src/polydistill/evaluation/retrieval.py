@@ -76,11 +76,14 @@ def retrieval_sets(
     pairs: Any,
     *,
     min_pairs: int = 2,
-    en_column: str = "en",
     text_column: str = "text",
+    translation_column: str = "translation",
     lang_column: str = "lang",
 ) -> dict[str, tuple[list[str], list[str]]]:
     """Per language, English sources and their translations as two aligned lists, one to one.
+
+    ``pairs`` has the parallel layout of :mod:`polydistill.data.sources`: ``text`` the English
+    source, ``translation`` its translation, ``lang`` the translation's language.
 
     Within a language every English string and every translation occurs once, so each query has
     exactly one correct candidate: pairs are taken in (English, translation) order and a pair
@@ -89,15 +92,14 @@ def retrieval_sets(
     Rows in English itself are skipped (English is the pivot), as are languages left with fewer
     than ``min_pairs`` pairs (retrieval among one candidate is always right).
     """
-    from polydistill.data.readers import column_values
+    from polydistill.data.columns import column_values
 
-    missing = [column for column in (en_column, text_column, lang_column) if column not in pairs.column_names]
+    columns = (text_column, translation_column, lang_column)
+    missing = [column for column in columns if column not in pairs.column_names]
     if missing:
         raise DataError(f"the retrieval pairs lack the columns {missing} (columns: {pairs.column_names})")
     by_language: dict[str, set[tuple[str, str]]] = defaultdict(set)
-    for english, text, lang in zip(
-        column_values(pairs, en_column), column_values(pairs, text_column), column_values(pairs, lang_column)
-    ):
+    for english, text, lang in zip(*(column_values(pairs, column) for column in columns), strict=True):
         if english and text and lang and lang != SOURCE_LANGUAGE:
             by_language[str(lang)].add((str(english), str(text)))
     sets: dict[str, tuple[list[str], list[str]]] = {}
@@ -141,15 +143,16 @@ def evaluate_embeddings(
     max_similarity_sentences: int = DEFAULT_SIMILARITY_SENTENCES,
     seed: int = 0,
     min_pairs: int = 2,
-    en_column: str = "en",
     text_column: str = "text",
+    translation_column: str = "translation",
     lang_column: str = "lang",
 ) -> dict[str, Any]:
     """Per-language translation retrieval of the student (and teacher), and how much of the
     teacher's English similarity structure the student keeps.
 
-    ``pairs`` is a held-out ``datasets.Dataset`` of catalog pairs (columns ``en``, ``text``,
-    ``lang``; split by English source, so none of it was trained on); see
+    ``pairs`` is a held-out ``datasets.Dataset`` of parallel pairs (columns ``text``, the English
+    source, ``translation`` and ``lang``; split by English source, so none of it was trained
+    on); see
     :func:`retrieval_sets` for how each language's candidates are made unique. Each encoder is
     called once, on every distinct string needed. Returns ``{"languages", "overall"}`` for
     :func:`~polydistill.evaluation.evaluate.build_metrics_document` with task ``"embeddings"``:
@@ -164,7 +167,11 @@ def evaluate_embeddings(
       ``similarity_pairs``. A constant similarity on either side makes Spearman undefined: None.
     """
     sets = retrieval_sets(
-        pairs, min_pairs=min_pairs, en_column=en_column, text_column=text_column, lang_column=lang_column
+        pairs,
+        min_pairs=min_pairs,
+        text_column=text_column,
+        translation_column=translation_column,
+        lang_column=lang_column,
     )
     if not sets:
         raise DataError(f"no language has at least {min_pairs} distinct translation pairs to retrieve among")
@@ -242,9 +249,7 @@ def _weighted_mean(records: list[dict[str, float]], sizes: dict[str, int]) -> di
     return {key: float(np.average([record[key] for record in records], weights=weights)) for key in RETRIEVAL_METRICS}
 
 
-def similarity_spearman(
-    student: _VectorTable, teacher: _VectorTable, sentence_pairs: Sequence[tuple[str, str]]
-) -> float | None:
+def similarity_spearman(student: _VectorTable, teacher: _VectorTable, sentence_pairs: Sequence[tuple[str, str]]) -> float | None:
     """Spearman correlation (average ranks for ties) of student and teacher cosine similarities over
     ``sentence_pairs``; None with fewer than 3 pairs or a constant similarity on either side."""
     from scipy.stats import spearmanr

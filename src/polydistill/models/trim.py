@@ -28,23 +28,27 @@ word it cannot spell to the end. Keeping single characters makes ``<unk>`` rare;
 - ``"corpus"``: only the characters the corpus contains (smallest model);
 - ``"all"``: every single-character piece (13,828 on XLM-R);
 - ``"none"``: no extra pieces (unseen words may fall to ``<unk>`` quickly).
+
+The corpus comes from :func:`polydistill.data.sources.corpus_texts_by_language`; the files of a
+sentence-transformers directory are carried over by
+:mod:`polydistill.models.sentence_transformers_files`.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import shutil
 import time
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from polydistill.errors import DataError, PolydistillError
 from polydistill.models import tokenizer_surgery as surgery
+from polydistill.models.sentence_transformers_files import copy_sentence_transformers_files
+from polydistill.sizes import directory_size
 
 if TYPE_CHECKING:
     import torch
@@ -53,15 +57,7 @@ if TYPE_CHECKING:
 
 CharacterPolicy = Literal["scripts", "corpus", "all", "none"]
 CHARACTER_POLICIES: tuple[str, ...] = ("scripts", "corpus", "all", "none")
-#: the corpus when none is given: the target side of Django's and Sphinx's translation catalogs
-DEFAULT_CORPUS: tuple[str, ...] = ("catalogs:all",)
-CATALOG_PREFIX = "catalogs:"
-CATALOG_ORIGINS = ("django", "sphinx", "all")
-#: where texts from a file without a language go in the per-language counts
-UNTAGGED = "untagged"
 REPORT_FILE = "trim_report.json"
-#: sentence-transformers files that describe the pipeline around the transformer
-SENTENCE_TRANSFORMERS_FILES = ("modules.json", "config_sentence_transformers.json")
 ENCODE_BATCH = 1024
 #: single characters that belong to no script yet occur in any language's text
 _SHARED_CATEGORIES = frozenset({"Nd", "Nl", "No", "Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Sm", "Sc", "Sk", "Zs"})
@@ -197,8 +193,12 @@ class TrimReport:
             if before is None or after is None:
                 return
             change = f"{(after - before) / before:+.1%}" if before else ""
-            sizes.add_row(name, f"{before / unit:,.1f}{suffix}" if unit != 1 else f"{before:,}",
-                          f"{after / unit:,.1f}{suffix}" if unit != 1 else f"{after:,}", change)
+            sizes.add_row(
+                name,
+                f"{before / unit:,.1f}{suffix}" if unit != 1 else f"{before:,}",
+                f"{after / unit:,.1f}{suffix}" if unit != 1 else f"{after:,}",
+                change,
+            )
 
         row("vocabulary (tokens)", self.vocab_before, self.vocab_after)
         row("embedding parameters", self.parameters_before.embedding, self.parameters_after.embedding)
@@ -209,8 +209,7 @@ class TrimReport:
         reasons = ", ".join(f"{count:,} {reason.replace('_', ' ')}" for reason, count in self.kept.items())
         console.print(f"kept: {reasons}")
 
-        coverage = Table(title=f"Corpus coverage (min_count {self.min_count}"
-                               f"{f', max_vocab {self.max_vocab:,}' if self.max_vocab else ''})")
+        coverage = Table(title=f"Corpus coverage (min_count {self.min_count}{f', max_vocab {self.max_vocab:,}' if self.max_vocab else ''})")
         for name in ("language", "texts", "tokens", "coverage", "length", "<unk>", "unchanged"):
             coverage.add_column(name, justify="left" if name == "language" else "right", no_wrap=True)
         for language, counts in self.coverage.items():
@@ -289,9 +288,7 @@ def trim_vocabulary(
     if min_count < 1:
         raise PolydistillError(f"min_count must be at least 1, not {min_count}")
     if keep_characters not in CHARACTER_POLICIES:
-        raise PolydistillError(
-            f"keep_characters must be one of {', '.join(CHARACTER_POLICIES)}, not {keep_characters!r}"
-        )
+        raise PolydistillError(f"keep_characters must be one of {', '.join(CHARACTER_POLICIES)}, not {keep_characters!r}")
     texts_by_language = {language: list(texts) for language, texts in texts_by_language.items()}
     keep_texts = list(keep_texts)
     if not any(texts_by_language.values()):
@@ -302,7 +299,7 @@ def trim_vocabulary(
     tokens = surgery.all_tokens(state)
     token_ids = {token: token_id for token_id, token in sorted(tokens.items(), reverse=True)}
     vocabulary_size = len(surgery.model_vocabulary(state))
-    input_embeddings = model.get_input_embeddings()
+    input_embeddings = cast("torch.nn.Embedding", model.get_input_embeddings())
     rows = int(input_embeddings.weight.shape[0])
     if max(tokens) >= rows:
         raise PolydistillError(
@@ -358,8 +355,9 @@ def trim_vocabulary(
 
     # every check before the model is touched, so that an error leaves it as it was
     new_encoder = _plain_encoder(new_tokenizer)
-    coverage = _coverage(encoder, new_encoder, texts_by_language, old_to_new,
-                         old_unk=_unknown_id(tokenizer), new_unk=_unknown_id(new_tokenizer))
+    coverage = _coverage(
+        encoder, new_encoder, texts_by_language, old_to_new, old_unk=_unknown_id(tokenizer), new_unk=_unknown_id(new_tokenizer)
+    )
     _check_faithful(encoder, new_encoder, keep_texts, old_to_new)
     _check_position_ids(model, input_embeddings.padding_idx, old_to_new)
 
@@ -442,9 +440,7 @@ def _count_tokens(encoder: Any, texts_by_language: Mapping[str, Sequence[str]]) 
     return counts, characters
 
 
-def _requested_ids(
-    keep_tokens: Iterable[str], keep_texts: Iterable[str], token_ids: Mapping[str, int], encoder: Any
-) -> set[int]:
+def _requested_ids(keep_tokens: Iterable[str], keep_texts: Iterable[str], token_ids: Mapping[str, int], encoder: Any) -> set[int]:
     keep_tokens = list(keep_tokens)
     unknown = [token for token in keep_tokens if token not in token_ids]
     if unknown:
@@ -494,9 +490,7 @@ def _character_ids(state: Mapping[str, Any], policy: str, corpus_characters: set
         chosen = [
             character
             for character in pieces
-            if character in corpus_characters
-            or character_script(character) in scripts
-            or _is_shared_character(character)
+            if character in corpus_characters or character_script(character) in scripts or _is_shared_character(character)
         ]
     return {token_id for character in chosen for token_id in pieces[character]}
 
@@ -539,8 +533,7 @@ def _vocabulary_parameters(model: Any, rows: int) -> dict[int, torch.nn.Paramete
     for parameter in output.parameters(recurse=False):
         if parameter.shape[0] != rows:
             raise PolydistillError(
-                f"the output embeddings have {parameter.shape[0]} rows but the input embeddings {rows}; "
-                "cannot trim them together"
+                f"the output embeddings have {parameter.shape[0]} rows but the input embeddings {rows}; cannot trim them together"
             )
         found[id(parameter)] = parameter
     name = next((name for name, module in model.named_modules() if module is output), None)
@@ -582,9 +575,7 @@ def _check_position_ids(model: Any, old_pad: int | None, old_to_new: Mapping[int
             )
 
 
-def _select_rows(
-    model: Any, vocabulary_parameters: Mapping[int, Any], index: torch.Tensor, old_to_new: Mapping[int, int]
-) -> None:
+def _select_rows(model: Any, vocabulary_parameters: Mapping[int, Any], index: torch.Tensor, old_to_new: Mapping[int, int]) -> None:
     """Keep rows ``index`` of every vocabulary parameter, in place, and update what counts them."""
     import torch
 
@@ -648,7 +639,7 @@ def _coverage(
             for batch in _batches(texts):
                 old_encodings = old_encoder.encode_batch(list(batch), add_special_tokens=False)
                 new_encodings = new_encoder.encode_batch(list(batch), add_special_tokens=False)
-                for text, old, new in zip(batch, old_encodings, new_encodings):
+                for text, old, new in zip(batch, old_encodings, new_encodings, strict=True):
                     expected = [old_to_new.get(token_id) for token_id in old.ids]
                     unchanged = new.ids == expected
                     if None not in expected and not unchanged:
@@ -662,7 +653,7 @@ def _coverage(
                     if unchanged:
                         counts.covered_tokens += len(old.ids)
                     else:
-                        spans = Counter(zip(old.offsets, old.tokens)) & Counter(zip(new.offsets, new.tokens))
+                        spans = Counter(zip(old.offsets, old.tokens, strict=True)) & Counter(zip(new.offsets, new.tokens, strict=True))
                         counts.covered_tokens += sum(spans.values())
                 progress.update(len(batch))
     return coverage
@@ -685,149 +676,7 @@ def _unfaithful(text: str, old: Sequence[str], new: Sequence[str]) -> Polydistil
 
 
 # ---------------------------------------------------------------------------------------------
-# Corpus
-
-
-def corpus_texts_by_language(sources: Sequence[str], languages: Sequence[str]) -> dict[str, list[str]]:
-    """The texts to count per language, from built-in catalogs and users' files.
-
-    A source is ``catalogs:django``, ``catalogs:sphinx`` or ``catalogs:all`` (the translated
-    side of each pair in the requested languages; the English side for ``en``), or a file:
-    ``.txt`` (one text a line), or JSONL/CSV/TSV/Parquet read by
-    :func:`polydistill.data.readers.read_examples` (column ``text``, and ``lang`` when present,
-    whose rows outside ``languages`` are skipped). ``LANG=PATH`` tags a whole file with one
-    language. Texts of a file with neither come under ``"untagged"``. Languages are BCP 47
-    codes, normalised; a language with no text at all is an error unless untagged texts exist.
-    """
-    from polydistill.data.languages import normalize_language
-
-    wanted: list[str] = []
-    for code in languages:
-        try:
-            wanted.append(normalize_language(code))
-        except ValueError as error:
-            raise DataError(f"languages: {error}") from None
-    wanted = list(dict.fromkeys(wanted))
-    if not wanted:
-        raise DataError("no languages given; name the languages to keep, e.g. de,fr,ja")
-    if not sources:
-        raise DataError("no corpus given; name a built-in catalog (catalogs:all) or a file")
-
-    texts: dict[str, list[str]] = {}
-    available: set[str] = set()
-    for source in sources:
-        if source.startswith(CATALOG_PREFIX):
-            found, catalog_languages = _catalog_texts(source, wanted)
-            available |= catalog_languages
-        else:
-            found = _file_texts(source, wanted)
-        for language, language_texts in found.items():
-            texts.setdefault(language, []).extend(language_texts)
-    if not any(texts.values()):
-        raise DataError(f"the corpus ({', '.join(sources)}) holds no text in {', '.join(wanted)}")
-    missing = [language for language in wanted if not texts.get(language)]
-    if missing and not texts.get(UNTAGGED):
-        hints = []
-        for language in missing:
-            near = sorted(code for code in available if code.split("-")[0] == language.split("-")[0])
-            if near:
-                hints.append(f"{language}: did you mean {', '.join(near)}?")
-        raise DataError(
-            f"the corpus ({', '.join(sources)}) has no text in {', '.join(missing)}"
-            + (f" ({'; '.join(hints)})" if hints else "")
-            + "; add a file of that language (LANG=PATH) or drop the language"
-        )
-    ordered = {language: texts[language] for language in wanted if texts.get(language)}
-    if texts.get(UNTAGGED):
-        ordered[UNTAGGED] = texts[UNTAGGED]
-    return ordered
-
-
-def _catalog_texts(source: str, wanted: Sequence[str]) -> tuple[dict[str, list[str]], set[str]]:
-    from polydistill.data.catalogs import catalog_pairs
-
-    origin = source[len(CATALOG_PREFIX) :]
-    if origin not in CATALOG_ORIGINS:
-        raise DataError(
-            f"unknown corpus '{source}'; expected "
-            f"{', '.join(CATALOG_PREFIX + name for name in CATALOG_ORIGINS)} or a file"
-        )
-    pairs = catalog_pairs(origin)
-    found: dict[str, list[str]] = {}
-    wanted_set = set(wanted)
-    for text, language in zip(pairs["text"], pairs["lang"]):
-        if language in wanted_set:
-            found.setdefault(language, []).append(text)
-    if "en" in wanted_set:
-        found["en"] = list(dict.fromkeys(pairs["en"]))
-    return found, set(pairs.unique("lang")) | {"en"}
-
-
-def _file_texts(spec: str, wanted: Sequence[str]) -> dict[str, list[str]]:
-    from polydistill.data.languages import normalize_language
-
-    tag: str | None = None
-    path = Path(spec).expanduser()
-    if not path.exists() and "=" in spec:
-        code, _, rest = spec.partition("=")
-        try:
-            tag = normalize_language(code)
-        except ValueError:
-            raise DataError(f"corpus '{spec}': '{code}' is not a language code (expected LANG=PATH)") from None
-        path = Path(rest).expanduser()
-    if not path.exists():
-        raise DataError(f"corpus file {path} does not exist")
-
-    if path.suffix.lower() == ".txt":
-        lines = path.read_text(encoding="utf-8").splitlines()
-        texts = [line.strip() for line in lines if line.strip()]
-        return {tag or UNTAGGED: texts}
-
-    from polydistill.data.readers import read_examples
-
-    has_language = tag is None and "lang" in _columns(path)
-    dataset = read_examples(path, lang_column="lang" if has_language else None)
-    if not has_language:
-        return {tag or UNTAGGED: list(dataset["text"])}
-    found: dict[str, list[str]] = {}
-    wanted_set = set(wanted)
-    for text, language in zip(dataset["text"], dataset["lang"]):
-        if language in wanted_set:
-            found.setdefault(language, []).append(text)
-    return found
-
-
-def _columns(path: Path) -> list[str]:
-    """Column names of a data file, read from its first record or header."""
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json", ".ndjson"):
-        with path.open(encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip():
-                    record = json.loads(line)
-                    return list(record) if isinstance(record, dict) else []
-        return []
-    if suffix in (".csv", ".tsv"):
-        with path.open(encoding="utf-8", newline="") as handle:
-            return next(csv.reader(handle, delimiter="\t" if suffix == ".tsv" else ","), [])
-    if suffix == ".parquet":
-        import pyarrow.parquet as parquet
-
-        return list(parquet.read_schema(path).names)
-    if path.is_dir():
-        import datasets
-
-        return list(datasets.load_from_disk(str(path)).column_names)
-    return []
-
-
-# ---------------------------------------------------------------------------------------------
 # Saving
-
-
-def directory_size(directory: Path) -> int:
-    """Bytes of all files under ``directory`` (following links, as a model snapshot needs)."""
-    return sum(path.stat().st_size for path in Path(directory).rglob("*") if path.is_file())
 
 
 def save_trimmed(
@@ -851,7 +700,7 @@ def save_trimmed(
     directory.mkdir(parents=True, exist_ok=True)
     transformer_dir = directory
     if source_dir is not None:
-        transformer_dir = directory / _copy_sentence_transformers_files(Path(source_dir), directory)
+        transformer_dir = directory / copy_sentence_transformers_files(Path(source_dir), directory)
     result.model.save_pretrained(transformer_dir)
     result.tokenizer.save_pretrained(str(transformer_dir))
 
@@ -877,39 +726,3 @@ def write_report(report: TrimReport, directory: str | Path) -> Path:
     path = Path(directory) / REPORT_FILE
     path.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
-
-
-def _copy_sentence_transformers_files(source: Path, destination: Path) -> str:
-    """Copy the sentence-transformers pipeline around the transformer; return its folder ('' = root)."""
-    modules_file = source / "modules.json"
-    if not modules_file.is_file():
-        return ""
-    modules = json.loads(modules_file.read_text(encoding="utf-8"))
-    transformer_path = ""
-    for module in modules:
-        module_path = module.get("path", "")
-        if module.get("type", "").endswith(".Transformer"):
-            transformer_path = module_path
-            # the Transformer module's own settings (max_seq_length, do_lower_case)
-            config = source / module_path / "sentence_bert_config.json"
-            if config.is_file():
-                (destination / module_path).mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(config, destination / module_path / "sentence_bert_config.json")
-        elif module_path and (source / module_path).is_dir():
-            shutil.copytree(source / module_path, destination / module_path, dirs_exist_ok=True)
-    for name in SENTENCE_TRANSFORMERS_FILES:
-        if (source / name).is_file():
-            shutil.copyfile(source / name, destination / name)
-    return transformer_path
-
-
-def sentence_transformers_prompts(model_dir: str | Path) -> list[str]:
-    """The prompts a sentence-transformers directory prepends (e5's ``"query: "``, ``"passage: "``).
-
-    Trimming keeps their tokens: a prompt that re-segmented would change every embedding.
-    """
-    path = Path(model_dir) / "config_sentence_transformers.json"
-    if not path.is_file():
-        return []
-    prompts = json.loads(path.read_text(encoding="utf-8")).get("prompts") or {}
-    return [prompt for prompt in prompts.values() if isinstance(prompt, str) and prompt]

@@ -1,7 +1,8 @@
 """Distillation objectives: small modules that return named loss terms.
 
-:func:`build_objectives` turns the ``objectives`` section of a run config into modules, filling
-in layer maps and projection widths from the two models.
+Each objective's module registers it (:mod:`polydistill.objectives.registry`): a new objective is
+one new file here. :func:`build_objectives` turns the ``objectives`` section of a run config into
+modules, filling in layer maps and projection widths from the two models.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from polydistill.objectives.embeddings import EmbeddingCosine, EmbeddingMSE, Sim
 from polydistill.objectives.hidden_states import HiddenStates
 from polydistill.objectives.layer_maps import LayerMaps
 from polydistill.objectives.logits import HardTargets, Labels, SoftTargets
+from polydistill.objectives.registry import ObjectiveConfig, ObjectiveSpec, register, registered
 
 __all__ = [
     "AttentionRelations",
@@ -26,11 +28,16 @@ __all__ = [
     "Labels",
     "LayerMaps",
     "Objective",
+    "ObjectiveConfig",
+    "ObjectiveSpec",
     "Outputs",
     "SimilarityDistillation",
     "SoftTargets",
     "ObjectiveSet",
     "build_objectives",
+    "needs_layer_map",
+    "register",
+    "registered",
 ]
 
 
@@ -59,37 +66,23 @@ class ObjectiveSet(nn.Module):
 
 def build_objectives(config, *, teacher_config, student_config, layer_maps: LayerMaps) -> ObjectiveSet:
     """The ``objectives`` section of a run config as modules, with layer maps and widths filled in."""
+    specs = registered()
     modules: dict[str, Objective] = {}
     weights: dict[str, float] = {}
     for name, section in config.enabled():
         if section.weight == 0:
             continue
         weights[name] = section.weight
-        if name == "soft_targets":
-            modules[name] = SoftTargets(section.temperature)
-        elif name == "hard_targets":
-            modules[name] = HardTargets()
-        elif name == "labels":
-            modules[name] = Labels()
-        elif name == "hidden_states":
-            modules[name] = HiddenStates(
-                section.layer_map or layer_maps.hidden_states,
-                student_width=student_config.hidden_size,
-                teacher_width=teacher_config.hidden_size,
-                loss=section.loss,
-            )
-        elif name == "attentions":
-            modules[name] = Attentions(section.layer_map or layer_maps.attentions)
-        elif name == "attention_relations":
-            modules[name] = AttentionRelations(
-                teacher_layer=section.teacher_layer % teacher_config.num_hidden_layers,
-                student_layer=section.student_layer % student_config.num_hidden_layers,
-                relation_heads=section.relation_heads,
-                relations=section.relations,
-            )
-        elif name in ("embedding_mse", "embedding_cosine"):
-            kind = EmbeddingMSE if name == "embedding_mse" else EmbeddingCosine
-            modules[name] = kind(student_width=student_config.hidden_size, teacher_width=teacher_config.hidden_size)
-        elif name == "embedding_similarity":
-            modules[name] = SimilarityDistillation(temperature=section.temperature)
+        modules[name] = specs[name].build(
+            section, teacher_config=teacher_config, student_config=student_config, layer_maps=layer_maps
+        )
     return ObjectiveSet(modules, weights)
+
+
+def needs_layer_map(config) -> bool:
+    """Whether some objective of the ``objectives`` section reads the layer map the run builds
+    (it gave no ``layer_map`` of its own), so a student that cannot have one must be refused."""
+    specs = registered()
+    return any(
+        (needs := specs[name].needs_layer_map) is not None and needs(section) for name, section in config.enabled()
+    )

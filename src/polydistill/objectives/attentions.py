@@ -3,11 +3,32 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from polydistill.objectives.base import Objective, Outputs, token_mask, zero_like
+from polydistill.objectives.registry import ObjectiveConfig, ObjectiveSpec, register
+
+BOTH_TASKS = frozenset({"classification", "embeddings"})
+
+
+class AttentionsConfig(ObjectiveConfig):
+    layer_map: dict[int, int] | None = Field(
+        default=None, description="student layer -> teacher layer (0-based); built when omitted"
+    )
+
+
+class AttentionRelationsConfig(ObjectiveConfig):
+    teacher_layer: int = Field(default=-1, description="0-based; negative counts from the end")
+    student_layer: int = -1
+    relation_heads: int = Field(default=12, ge=1)
+    relations: list[Literal["query", "key", "value"]] = Field(
+        default_factory=lambda: ["query", "key", "value"], min_length=1
+    )
 
 
 class Attentions(Objective):
@@ -41,6 +62,9 @@ class Attentions(Objective):
             per_layer.append(squared.sum() / (pair_mask.sum() * s.shape[1]))
         return {"attentions": torch.stack(per_layer).mean()}
 
+    def teacher_fields(self, teacher_layers: int) -> list[str]:
+        return [f"attentions:{layer % teacher_layers}" for layer in self.layer_map.values()]
+
 
 class AttentionRelations(Objective):
     """MiniLM-v2 self-attention relation distillation (Wang et al., 2021).
@@ -72,6 +96,9 @@ class AttentionRelations(Objective):
         scores = scores.masked_fill(~key_mask[:, None, None, :], torch.finfo(scores.dtype).min)
         return F.log_softmax(scores, dim=-1)
 
+    def teacher_fields(self, teacher_layers: int) -> list[str]:
+        return [f"qkv:{self.teacher_layer % teacher_layers}:{role}" for role in self.relations]
+
     def forward(self, student: Outputs, teacher: Outputs, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         mask = token_mask(student, teacher, batch)
         length = mask.shape[1]
@@ -89,3 +116,49 @@ class AttentionRelations(Objective):
             rows = mask[:, None, :].expand_as(kl_rows)
             terms[name] = kl_rows[rows].mean()
         return terms
+
+
+def _check_attention_layers(
+    section: AttentionsConfig, teacher_layers: int, student_layers: int
+) -> Iterator[tuple[str, str]]:
+    for student_index, teacher_index in (section.layer_map or {}).items():
+        if not 0 <= teacher_index < teacher_layers:
+            yield "layer_map", f"teacher layer {teacher_index} does not exist (0..{teacher_layers - 1})"
+        if not 0 <= student_index < student_layers:
+            yield "layer_map", f"student layer {student_index} does not exist (0..{student_layers - 1})"
+
+
+def _check_relation_layers(
+    section: AttentionRelationsConfig, teacher_layers: int, student_layers: int
+) -> Iterator[tuple[str, str]]:
+    if not -teacher_layers <= section.teacher_layer < teacher_layers:
+        yield "teacher_layer", f"the teacher has {teacher_layers} layers"
+    if not -student_layers <= section.student_layer < student_layers:
+        yield "student_layer", f"the student has {student_layers} layers"
+
+
+register(
+    ObjectiveSpec(
+        "attentions",
+        AttentionsConfig,
+        BOTH_TASKS,
+        build=lambda section, *, layer_maps, **_: Attentions(section.layer_map or layer_maps.attentions),
+        check_layers=_check_attention_layers,
+        needs_attention_weights=True,
+        needs_layer_map=lambda section: not section.layer_map,
+    )
+)
+register(
+    ObjectiveSpec(
+        "attention_relations",
+        AttentionRelationsConfig,
+        BOTH_TASKS,
+        build=lambda section, *, teacher_config, student_config, **_: AttentionRelations(
+            teacher_layer=section.teacher_layer % teacher_config.num_hidden_layers,
+            student_layer=section.student_layer % student_config.num_hidden_layers,
+            relation_heads=section.relation_heads,
+            relations=section.relations,
+        ),
+        check_layers=_check_relation_layers,
+    )
+)

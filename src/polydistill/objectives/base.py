@@ -44,6 +44,17 @@ class Objective(nn.Module):
     def forward(self, student: Outputs, teacher: Outputs, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def teacher_fields(self, teacher_layers: int) -> list[str]:
+        """The teacher-cache fields this objective reads (names as in :mod:`polydistill.training.cache`),
+        beyond the logits, which the task decides: ``embeddings`` when it requires them. An
+        objective that reads layers overrides this to name them, resolving negative indices
+        against ``teacher_layers`` the way the online teacher's outputs would be indexed."""
+        if not self.requires <= {"embeddings"}:
+            raise ValueError(
+                f"{type(self).__name__} needs {sorted(self.requires)}, which the teacher cache does not know how to store"
+            )
+        return ["embeddings"] if self.requires else []
+
 
 def token_mask(student: Outputs, teacher: Outputs, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Positions (B, T) where student and teacher see the same tokens.

@@ -20,9 +20,15 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from polydistill.objectives.base import Objective, Outputs, zero_like
+from polydistill.objectives.registry import ObjectiveConfig, ObjectiveSpec, register
+
+
+class SimilarityConfig(ObjectiveConfig):
+    temperature: float = Field(default=0.05, gt=0)
 
 
 def _teacher_embeddings(teacher: Outputs) -> torch.Tensor:
@@ -142,3 +148,25 @@ class SimilarityDistillation(Objective):
             log_probs = F.log_softmax(queries @ candidates.T / self.temperature, dim=-1)
             divergences.append(F.kl_div(log_probs, targets, log_target=True, reduction="batchmean"))
         return {"embedding_similarity": torch.stack(divergences).mean()}
+
+
+EMBEDDINGS = frozenset({"embeddings"})
+
+
+def _build_points(kind: type[_PointMatching]):
+    def build(section, *, teacher_config, student_config, **_) -> _PointMatching:
+        return kind(student_width=student_config.hidden_size, teacher_width=teacher_config.hidden_size)
+
+    return build
+
+
+register(ObjectiveSpec("embedding_mse", ObjectiveConfig, EMBEDDINGS, build=_build_points(EmbeddingMSE)))
+register(ObjectiveSpec("embedding_cosine", ObjectiveConfig, EMBEDDINGS, build=_build_points(EmbeddingCosine)))
+register(
+    ObjectiveSpec(
+        "embedding_similarity",
+        SimilarityConfig,
+        EMBEDDINGS,
+        build=lambda section, **_: SimilarityDistillation(temperature=section.temperature),
+    )
+)

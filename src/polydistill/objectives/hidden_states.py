@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from polydistill.objectives.base import Objective, Outputs, token_mask, zero_like
+from polydistill.objectives.registry import ObjectiveConfig, ObjectiveSpec, register
+
+
+class HiddenStatesConfig(ObjectiveConfig):
+    loss: Literal["mse", "cosine"] = "mse"
+    layer_map: dict[int, int] | None = Field(
+        default=None,
+        description="student hidden-state index -> teacher hidden-state index (0 = embedding output); "
+        "built from the kept layers or uniformly when omitted",
+    )
 
 
 class HiddenStates(Objective):
@@ -49,3 +63,37 @@ class HiddenStates(Objective):
             else:
                 per_layer.append((1 - F.cosine_similarity(s, t, dim=-1)).mean())
         return {"hidden_states": torch.stack(per_layer).mean()}
+
+    def teacher_fields(self, teacher_layers: int) -> list[str]:
+        return [f"hidden_states:{index % (teacher_layers + 1)}" for index in self.layer_map.values()]
+
+
+def _check_layers(section: HiddenStatesConfig, teacher_layers: int, student_layers: int) -> Iterator[tuple[str, str]]:
+    for student_index, teacher_index in (section.layer_map or {}).items():
+        if not 0 <= teacher_index <= teacher_layers:
+            yield (
+                "layer_map",
+                f"teacher hidden state {teacher_index} does not exist (0..{teacher_layers}, 0 = embeddings)",
+            )
+        if not 0 <= student_index <= student_layers:
+            yield (
+                "layer_map",
+                f"student hidden state {student_index} does not exist (0..{student_layers}, 0 = embeddings)",
+            )
+
+
+register(
+    ObjectiveSpec(
+        "hidden_states",
+        HiddenStatesConfig,
+        frozenset({"classification", "embeddings"}),
+        build=lambda section, *, teacher_config, student_config, layer_maps: HiddenStates(
+            section.layer_map or layer_maps.hidden_states,
+            student_width=student_config.hidden_size,
+            teacher_width=teacher_config.hidden_size,
+            loss=section.loss,
+        ),
+        check_layers=_check_layers,
+        needs_layer_map=lambda section: not section.layer_map,
+    )
+)

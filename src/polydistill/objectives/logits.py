@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from polydistill.objectives.base import Objective, Outputs, zero_like
+from polydistill.objectives.registry import ObjectiveConfig, ObjectiveSpec, register
+
+
+class SoftTargetsConfig(ObjectiveConfig):
+    temperature: float = Field(default=2.0, gt=0)
 
 
 class SoftTargets(Objective):
@@ -42,3 +48,13 @@ class Labels(Objective):
         if labels is None or not (labels != -100).any():
             return {"labels": zero_like(student.logits)}
         return {"labels": F.cross_entropy(student.logits.float(), labels, ignore_index=-100)}
+
+
+CLASSIFICATION = frozenset({"classification"})
+register(
+    ObjectiveSpec(
+        "soft_targets", SoftTargetsConfig, CLASSIFICATION, build=lambda section, **_: SoftTargets(section.temperature)
+    )
+)
+register(ObjectiveSpec("hard_targets", ObjectiveConfig, CLASSIFICATION, build=lambda section, **_: HardTargets()))
+register(ObjectiveSpec("labels", ObjectiveConfig, CLASSIFICATION, build=lambda section, **_: Labels()))

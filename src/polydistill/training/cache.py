@@ -13,7 +13,7 @@ back memory-mapped so a cache larger than RAM works):
 field                       file                         layout
 ==========================  ===========================  ======================================
 ``logits``                  ``logits.npy``               (N, classes) float32, exact
-``embeddings``              ``embeddings.npy``           (N, width) float16 (pooled, by ``embed``)
+``embeddings``              ``embeddings.npy``           (N, width) float16, mean-pooled last state
 ``hidden_states:<i>``       ``hidden_states.<i>.npy``    (tokens, width) float16, 0 = embeddings
 ``qkv:<layer>:<role>``      ``qkv.<layer>.<role>.npy``   (tokens, width) float16, role query/key/value
 ``attentions:<layer>``      ``attentions.<layer>.npy``   (sum heads*len^2,) float16
@@ -30,23 +30,21 @@ Precision: float16 keeps 11 significant bits, so a stored value differs from the
 most 2**-11 (about 4.9e-4) of its magnitude (and by at most 2**-25 absolutely below 6.1e-5);
 values beyond float16's range (65504) are refused at build time. Logits are stored in float32.
 
-Atomicity: a build writes into a hidden ``.<fingerprint>.partial-*`` directory beside the final
-one, writes ``complete.json`` last and renames the directory into place (``os.replace``). An
-exclusive lock per fingerprint lets one process build while the others (e.g. the other ranks of a
-multi-process run) wait and then reuse the result; a partial directory found under the lock was
-left by a killed build and is removed.
+Atomicity (:mod:`polydistill.atomic`): a build writes into a hidden ``.<fingerprint>.partial-*``
+directory beside the final one, writes ``complete.json`` last and renames the directory into place
+(``os.replace``). An exclusive lock per fingerprint lets one process build while the others (e.g.
+the other ranks of a multi-process run) wait and then reuse the result; a partial directory found
+under the lock was left by a killed build and is removed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,14 +54,17 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from polydistill.atomic import (
+    atomic_directory,
+    directory_lock,
+    read_manifest,
+    write_manifest,
+)
 from polydistill.errors import PolydistillError
+from polydistill.models.pooling import last_hidden_state, mean_pool, needs_hidden_states_to_pool
 from polydistill.objectives.base import Outputs
+from polydistill.sizes import format_bytes
 from polydistill.training.features import FEATURE_COLUMNS
-
-try:  # POSIX advisory locks; without them (Windows) concurrent builds are not coordinated
-    import fcntl
-except ImportError:  # pragma: no cover - platform dependent
-    fcntl = None
 
 #: bump when the layout of a cache directory changes: old caches then get new fingerprints
 CACHE_FORMAT_VERSION = 1
@@ -77,8 +78,6 @@ TOKEN_FIELDS = ("hidden_states", "qkv")
 EXAMPLE_FIELDS = ("logits", "embeddings")
 
 console = Console(stderr=True)
-
-Embed = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
 
 
 class TeacherCacheError(PolydistillError):
@@ -148,27 +147,15 @@ def normalise_fields(fields: Iterable[str]) -> list[str]:
 
 def cache_fields(objectives, *, teacher_layers: int, logits: bool = True, embeddings: bool = False) -> list[str]:
     """The fields a set of objectives reads from the teacher (an ``ObjectiveSet`` or its modules):
-    ``logits`` unless told otherwise (classifier teachers; they are few), ``embeddings`` when asked
-    or when an objective requires them, and the mapped layers of token-level objectives.
-
-    Negative layer indices are resolved against ``teacher_layers`` (the teacher's
-    ``num_hidden_layers``), the way the online teacher's outputs would be indexed.
+    ``logits`` unless told otherwise (classifier teachers; they are few), ``embeddings`` when asked,
+    and what each objective names (:meth:`Objective.teacher_fields`: ``embeddings``, the mapped
+    layers of token-level objectives; negative indices resolved against ``teacher_layers``, the
+    teacher's ``num_hidden_layers``).
     """
-    from polydistill.objectives import AttentionRelations, Attentions, HiddenStates
-
     modules = objectives.objectives.values() if hasattr(objectives, "objectives") else objectives
     fields = (["logits"] if logits else []) + (["embeddings"] if embeddings else [])
     for objective in modules:
-        if isinstance(objective, HiddenStates):
-            fields += [f"hidden_states:{index % (teacher_layers + 1)}" for index in objective.layer_map.values()]
-        elif isinstance(objective, Attentions):
-            fields += [f"attentions:{layer % teacher_layers}" for layer in objective.layer_map.values()]
-        elif isinstance(objective, AttentionRelations):
-            fields += [f"qkv:{objective.teacher_layer % teacher_layers}:{role}" for role in objective.relations]
-        elif objective.requires <= {"embeddings"}:
-            fields += ["embeddings"] if objective.requires else []
-        else:
-            raise ValueError(f"{type(objective).__name__} needs {sorted(objective.requires)}, which the teacher cache does not know how to store")
+        fields += objective.teacher_fields(teacher_layers)
     return normalise_fields(fields)
 
 
@@ -299,15 +286,6 @@ def estimate_cache_bytes(lengths: np.ndarray, widths: Mapping[str, int]) -> int:
     return total
 
 
-def format_bytes(count: int) -> str:
-    size = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
-
-
 # --------------------------------------------------------------------------- reading
 
 
@@ -390,39 +368,28 @@ class TeacherCache:
         fields: Sequence[str],
         batch_size: int = 64,
         device: str | torch.device | None = None,
-        embed: Embed | None = None,
     ) -> TeacherCache:
         """Reuse ``root/<fingerprint>`` when it is complete, else run ``teacher`` over ``features``
         (in row order, ``batch_size`` rows per forward pass, padded by ``collator``) and store
-        ``fields`` there. ``embed(teacher, teacher_inputs) -> (B, width)`` pools the embeddings
-        when ``embeddings`` is a field. ``device`` moves the teacher there (default: where it is).
+        ``fields`` there. The ``embeddings`` field is the mean-pooled ``last_hidden_state`` of the
+        same forward pass (the trainer's pooling). ``device`` moves the teacher there (default:
+        where it is).
         """
         root = Path(root)
         fields = normalise_fields(fields)
         final = root / fingerprint
-        root.mkdir(parents=True, exist_ok=True)
-        with _exclusive_lock(root / f".{fingerprint}.lock"):
+        with directory_lock(final):
             if final.exists():
                 _, problem = _read_manifest(final, fingerprint, fields)
                 if problem is None:
                     console.print(f"[bold]Teacher cache[/] reused: {final}")
                     return cls.open(final, fingerprint=fingerprint, fields=fields)
-                console.print(f"[yellow]Teacher cache[/] {final} is incomplete ({problem}): deleting and rebuilding it")
-                shutil.rmtree(final)
-            for leftover in root.glob(f".{fingerprint}.partial-*"):
-                console.print(f"[yellow]Teacher cache[/] removing an interrupted write: {leftover}")
-                shutil.rmtree(leftover, ignore_errors=True)
-            partial = root / f".{fingerprint}.partial-{uuid.uuid4().hex}"
-            partial.mkdir()
-            try:
+                console.print(f"[yellow]Teacher cache[/] {final} is incomplete ({problem}): rebuilding it")
+            with atomic_directory(final, manifest_name=MANIFEST_FILE) as partial:
                 forward_batches = _CacheWriter(
                     partial, fingerprint=fingerprint, teacher=teacher, features=features, collator=collator,
-                    fields=fields, batch_size=batch_size, device=device, embed=embed,
+                    fields=fields, batch_size=batch_size, device=device,
                 ).write()
-                os.replace(partial, final)
-            except BaseException:
-                _abandon(partial)
-                raise
         console.print(f"[bold green]Teacher cache[/] written: {final}")
         cache = cls.open(final, fingerprint=fingerprint, fields=fields)
         cache.forward_batches = forward_batches
@@ -547,13 +514,11 @@ def _token_rows(offsets: np.ndarray, index: np.ndarray, lengths: np.ndarray) -> 
 
 def _read_manifest(directory: Path, fingerprint: str | None, fields: Sequence[str] | None) -> tuple[dict[str, Any], str | None]:
     """The manifest of a cache directory and what is wrong with the directory (None: nothing)."""
-    path = directory / MANIFEST_FILE
-    if not path.is_file():
+    if not (directory / MANIFEST_FILE).is_file():
         return {}, f"no {MANIFEST_FILE}: an interrupted write"
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        files = manifest["files"]
-    except (ValueError, KeyError, TypeError):
+    manifest = read_manifest(directory, MANIFEST_FILE)
+    files = (manifest or {}).get("files")
+    if manifest is None or not isinstance(files, dict):
         return {}, f"{MANIFEST_FILE} is unreadable"
     if manifest.get("format") != CACHE_FORMAT_VERSION:
         return manifest, f"cache format {manifest.get('format')}, expected {CACHE_FORMAT_VERSION}"
@@ -570,41 +535,13 @@ def _read_manifest(directory: Path, fingerprint: str | None, fields: Sequence[st
     return manifest, None
 
 
-def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
-    """Written last: its presence, with matching file sizes, is what makes a cache complete."""
-    path = directory / MANIFEST_FILE
-    with path.open("w", encoding="utf-8") as handle:
-        json.dump(manifest, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _abandon(partial: Path) -> None:
-    """Remove the partial directory of a build that failed (a killed build leaves it behind; the
-    next build of the same fingerprint removes it under the lock)."""
-    shutil.rmtree(partial, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
-    if fcntl is None:  # pragma: no cover - platform dependent
-        yield
-        return
-    with path.open("a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 # --------------------------------------------------------------------------- writing
 
 
 class _CacheWriter:
     """Runs the teacher over the features batch by batch and streams its outputs into memmaps."""
 
-    def __init__(self, directory: Path, *, fingerprint, teacher, features, collator, fields, batch_size, device, embed):
+    def __init__(self, directory: Path, *, fingerprint, teacher, features, collator, fields, batch_size, device):
         self.directory = directory
         self.fingerprint = fingerprint
         self.teacher = teacher
@@ -613,11 +550,7 @@ class _CacheWriter:
         self.fields = [Field.parse(name) for name in fields]
         self.batch_size = batch_size
         self.device = torch.device(device) if device is not None else next(teacher.parameters()).device
-        self.embed = embed
         self.prefix = teacher_input_prefix(features.column_names)
-        kinds = {field.kind for field in self.fields}
-        if "embeddings" in kinds and embed is None:
-            raise ValueError("the 'embeddings' field needs an embed(teacher, inputs) pooling function")
         self.teacher_layers = int(teacher.config.num_hidden_layers)
         for field in self.fields:
             limit = self.teacher_layers + 1 if field.kind == "hidden_states" else self.teacher_layers
@@ -679,7 +612,8 @@ class _CacheWriter:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "files": files,
         }
-        _write_manifest(self.directory, manifest)
+        # written last: its presence, with matching file sizes, is what makes a cache complete
+        write_manifest(self.directory, manifest, MANIFEST_FILE)
         return forward_batches
 
     def _run_batch(self, start: int, stop: int, recorder) -> tuple[dict[str, Any], np.ndarray]:
@@ -697,17 +631,16 @@ class _CacheWriter:
         with torch.inference_mode():
             output = self.teacher(
                 **inputs,
-                output_hidden_states="hidden_states" in kinds,
+                output_hidden_states="hidden_states" in kinds or ("embeddings" in kinds and needs_hidden_states_to_pool(self.teacher)),
                 output_attentions="attentions" in kinds,
             )
-            embeddings = self.embed(self.teacher, inputs) if "embeddings" in kinds else None
             qkv = recorder.take() if recorder is not None else {}
             values: dict[str, Any] = {}
             for field in self.fields:
                 if field.kind == "logits":
                     values[field.name] = output.logits.float().cpu().numpy()
                 elif field.kind == "embeddings":
-                    values[field.name] = _half(embeddings, field)
+                    values[field.name] = _half(mean_pool(_last_hidden_state(output), mask), field)
                 elif field.kind == "hidden_states":
                     values[field.name] = _half(output.hidden_states[field.layer][mask_bool], field)
                 elif field.kind == "qkv":
@@ -768,6 +701,16 @@ class _CacheWriter:
                 target[self.offsets[start] : self.offsets[stop]] = value
             else:
                 target[self.attention_offsets[start] : self.attention_offsets[stop]] = np.concatenate(value)
+
+
+def _last_hidden_state(output) -> torch.Tensor:
+    last = last_hidden_state(output)
+    if last is None:
+        raise TeacherCacheError(
+            f"the 'embeddings' field pools the teacher's last_hidden_state, which {type(output).__name__} does not "
+            "have: load the embedding teacher as a base model (AutoModel), as the trainer does"
+        )
+    return last
 
 
 def _half(tensor: torch.Tensor, field: Field) -> np.ndarray:

@@ -12,19 +12,25 @@ import json
 from pathlib import Path
 
 from polydistill.config import RunConfig
+from polydistill.console import console
+from polydistill.data.sources import is_builtin, read_labelled
+from polydistill.models.loading import load_classifier, load_tokenizer, save_model_dir
+from polydistill.objectives import Labels, ObjectiveSet
+from polydistill.training.arguments import training_arguments
+from polydistill.training.features import DistillationCollator, tokenize_for_distillation
+from polydistill.training.provenance import fingerprint_weights
+from polydistill.training.trainer import DistillationTrainer
 
 FINETUNE_RECORD = "finetune.json"
 
 
 def finetune_key(config: RunConfig, base_dir: Path) -> str:
     """Identifies a fine-tuning: the base model, the data and the training arguments."""
-    from polydistill.training.run import fingerprint_weights
-
     finetune = config.teacher.finetune
     payload = {
         "base": fingerprint_weights(base_dir),
         "data": finetune.data.model_dump(mode="json"),
-        "data_path": str(config.resolve_path(finetune.data.path)) if not finetune.data.path.startswith("catalogs:") else finetune.data.path,
+        "data_path": str(config.resolve_path(finetune.data.path)) if not is_builtin(finetune.data.path) else finetune.data.path,
         "training": finetune.training,
         "freeze_word_embeddings": finetune.freeze_word_embeddings,
         "max_length": config.data.max_length,
@@ -35,18 +41,6 @@ def finetune_key(config: RunConfig, base_dir: Path) -> str:
 
 def finetune_teacher(config: RunConfig, base_dir: Path, output_dir: Path, *, label_names: list[str] | None) -> Path:
     """Fine-tune ``base_dir`` on ``teacher.finetune.data`` and return the saved classifier's directory."""
-    from polydistill.objectives import Labels, ObjectiveSet
-    from polydistill.training.features import DistillationCollator, tokenize_for_distillation
-    from polydistill.training.run import (
-        console,
-        load_classifier,
-        load_examples,
-        load_tokenizer,
-        save_model_dir,
-        training_arguments,
-    )
-    from polydistill.training.trainer import DistillationTrainer
-
     key = finetune_key(config, base_dir)
     record = output_dir / FINETUNE_RECORD
     if record.is_file() and json.loads(record.read_text()).get("key") == key:
@@ -55,7 +49,7 @@ def finetune_teacher(config: RunConfig, base_dir: Path, output_dir: Path, *, lab
 
     console.print(f"[bold]Teacher[/] fine-tuning {config.teacher.model} on {config.teacher.finetune.data.path}")
     tokenizer = load_tokenizer(base_dir, config.teacher.trust_remote_code)
-    data = load_examples(config.teacher.finetune.data, config, tokenizer=tokenizer, label_names=label_names)
+    data = read_labelled(config.teacher.finetune.data, config, tokenizer=tokenizer, label_names=label_names)
     names = label_names or list(data.features["label"].names)
     model, _ = load_classifier(base_dir, label_names=names, trust_remote_code=config.teacher.trust_remote_code)
     if config.teacher.finetune.freeze_word_embeddings:

@@ -18,6 +18,9 @@ from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from polydistill.data.columns import column_values
+from polydistill.data.sampling import LanguageBalancedSampler
+from polydistill.models.pooling import last_hidden_state, mean_pool, needs_hidden_states_to_pool
 from polydistill.objectives import ObjectiveSet, Outputs
 from polydistill.objectives.capture import QKVRecorder
 from polydistill.training.cache import TeacherCache
@@ -70,7 +73,8 @@ class DistillationTrainer(Trainer):
     def _forward(self, model: nn.Module, inputs: dict[str, torch.Tensor], role: str) -> Outputs:
         output = model(
             **inputs,
-            output_hidden_states="hidden_states" in self.requires,
+            output_hidden_states="hidden_states" in self.requires
+            or ("embeddings" in self.requires and needs_hidden_states_to_pool(model)),
             output_attentions="attentions" in self.requires,
         )
         recorder = self._recorders.get(role)
@@ -80,7 +84,7 @@ class DistillationTrainer(Trainer):
             attentions=output.attentions,
             qkv=recorder.take() if recorder else {},
             attention_mask=inputs["attention_mask"],
-            embeddings=mean_pool(output.last_hidden_state, inputs["attention_mask"])
+            embeddings=mean_pool(last_hidden_state(output), inputs["attention_mask"])
             if "embeddings" in self.requires
             else None,
         )
@@ -125,9 +129,6 @@ class DistillationTrainer(Trainer):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         if self.language_alpha is None or "lang" not in dataset.column_names:
             return super()._get_train_sampler(train_dataset)
-        from polydistill.data.readers import column_values
-        from polydistill.data.sampling import LanguageBalancedSampler
-
         sampler = LanguageBalancedSampler(column_values(dataset, "lang"), self.language_alpha, seed=self.args.seed)
         self.add_callback(_SamplerEpoch(sampler))
         return sampler
@@ -155,12 +156,6 @@ class DistillationTrainer(Trainer):
         path = os.path.join(resume_from_checkpoint, DISTILLATION_HEADS_FILE)
         if os.path.isfile(path):
             self.accelerator.unwrap_model(self.objectives).load_state_dict(load_file(path))
-
-
-def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Mean of the token states over the attention mask: sentence-transformers' mean Pooling."""
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
 
 class _SamplerEpoch(TrainerCallback):

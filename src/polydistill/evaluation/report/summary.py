@@ -1,35 +1,27 @@
-"""Turn a run's ``metrics.json`` into ``report.md``, a self-contained ``report.html`` and plots.
+"""What a report says, as data and text: the verdict, retention flags, per-language rows, tables.
 
-The report answers one question first: is the student good enough, and in which languages is
-it not? A verdict line comes first, then the per-language table sorted worst first with
-retention flags (>= 95% ok, 90-95% warn, < 90% bad), the plots, the efficiency table with
-ratios, and every metric. Tables are built from whatever metric keys the file holds, so later
-tasks (retrieval, similarity) need no change here; the task's primary metric drives verdict,
-flags and plots. ``report.html`` embeds its PNGs as data URIs and its CSS inline: it opens
-anywhere, offline, as one file.
+Tables are built from whatever metric keys ``metrics.json`` holds, so later tasks (retrieval,
+similarity) need no change here; the task's primary metric drives verdict, flags and plots.
+The model card reads the same pieces, so report and card never disagree.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from polydistill.evaluation.efficiency import EFFICIENCY_KEYS
-from polydistill.evaluation.evaluate import UNDETERMINED_LANGUAGE, read_metrics
 from polydistill.evaluation.metrics import primary_metric_for
+from polydistill.evaluation.metrics_file import UNDETERMINED_LANGUAGE
+from polydistill.sizes import format_bytes
 
 RETENTION_OK = 0.95
 RETENTION_WARN = 0.90
 SMALL_SAMPLE = 50
 """Languages with fewer evaluation examples than this get a "noisy" mark."""
 
-PLOTS_DIRNAME = "plots"
-_COLOURS = {"ok": "#2e7d32", "warn": "#ef8f00", "bad": "#c62828", "none": "#5c6bc0", "teacher": "#9e9e9e"}
 _METRIC_NAMES = {
     "accuracy": "accuracy",
     "macro_precision": "macro precision",
@@ -174,15 +166,6 @@ def format_count(value: float | None) -> str:
     return f"{value:.0f}"
 
 
-def format_bytes(value: float | None) -> str:
-    if value is None:
-        return "–"
-    for limit, suffix in ((1024**3, "GiB"), (1024**2, "MiB"), (1024, "KiB")):
-        if abs(value) >= limit:
-            return f"{value / limit:.1f} {suffix}"
-    return f"{value:.0f} B"
-
-
 def format_efficiency(key: str, value: Any) -> str:
     if value is None:
         return "–"
@@ -279,126 +262,6 @@ def status_headline(metrics: Mapping[str, Any], status: str) -> str:
     if status == "bad":
         return f"Not good enough in {bad} of {total} languages" + (f", borderline in {warn} more" if warn else "")
     return f"Borderline in {warn} of {total} languages"
-
-
-# --- plots -------------------------------------------------------------------------------
-
-
-def plot_per_language(metrics: Mapping[str, Any], path: Path) -> Path:
-    """Horizontal bars per language, worst at the top: teacher grey, student coloured by flag."""
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
-    key = primary_metric(metrics)
-    rows = language_rows(metrics)
-    with_teacher = has_teacher(metrics)
-    height = 1.6 + len(rows) * (0.42 if with_teacher else 0.3)
-    figure = Figure(figsize=(8.5, height), layout="constrained")
-    axes = figure.add_subplot()
-    positions = list(range(len(rows)))[::-1]
-    bar = 0.38 if with_teacher else 0.7
-    top_value = max([v for row in rows for v in (row.teacher, row.student) if v is not None] or [1.0])
-    for position, row in zip(positions, rows, strict=True):
-        if with_teacher and row.teacher is not None:
-            axes.barh(position + bar / 2, row.teacher, height=bar, color=_COLOURS["teacher"])
-            target = RETENTION_OK * row.teacher
-            axes.plot([target, target], [position - bar * 1.05, position + 0.02], color="#212121", linewidth=1.6)
-        student_offset = -bar / 2 if with_teacher else 0.0
-        if row.student is not None:
-            axes.barh(position + student_offset, row.student, height=bar, color=_COLOURS[row.flag])
-            show_retention = with_teacher and row.retention is not None
-            note = format_percent(row.retention) if show_retention else format_metric(row.student)
-            axes.text(
-                max(row.student, row.teacher or 0) + top_value * 0.01, position, note,
-                va="center", fontsize=9, color=_COLOURS[row.flag] if row.flag != "none" else "#333333",
-            )
-    axes.set_yticks(positions, [_short_label(row) for row in rows], fontsize=9)
-    axes.set_xlim(0, top_value * 1.15)
-    axes.set_xlabel(metric_name(key))
-    axes.set_ylim(-0.7, len(rows) - 0.3)
-    axes.grid(axis="x", alpha=0.3)
-    axes.spines[["top", "right"]].set_visible(False)
-    if with_teacher:
-        axes.set_title(f"{metric_name(key)} per language, worst retention at the top", fontsize=11, loc="left")
-        handles = [
-            Patch(color=_COLOURS["teacher"], label="teacher"),
-            Patch(color=_COLOURS["ok"], label=f"student, retention ≥ {RETENTION_OK:.0%}"),
-            Patch(color=_COLOURS["warn"], label=f"student, {RETENTION_WARN:.0%}–{RETENTION_OK:.0%}"),
-            Patch(color=_COLOURS["bad"], label=f"student, < {RETENTION_WARN:.0%}"),
-            Line2D([], [], color="#212121", linewidth=1.6, label=f"{RETENTION_OK:.0%} of teacher"),
-        ]
-        figure.legend(handles=handles, loc="outside lower center", ncols=5, fontsize=8, frameon=False)
-    else:
-        axes.set_title(f"student {metric_name(key)} per language, lowest at the top", fontsize=11, loc="left")
-    return _save(figure, path)
-
-
-def plot_size_vs_quality(metrics: Mapping[str, Any], path: Path) -> Path | None:
-    """Teacher and student as points: parameters (and latency) against the primary metric.
-
-    Returns None (no plot) unless both have efficiency numbers and a score.
-    """
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import NullFormatter
-
-    key = primary_metric(metrics)
-    means = (metrics.get("overall") or {}).get("language_mean") or {}
-    points = []
-    for role in ("teacher", "student"):
-        efficiency = metrics.get(role) or {}
-        quality = (means.get(role) or {}).get(key)
-        if efficiency.get("parameters") and quality is not None:
-            points.append((role, efficiency, quality))
-    if len(points) < 2:  # one point compares nothing
-        return None
-    panels = [("parameters", "parameters (log scale)", format_count)]
-    if all(point[1].get("latency_ms_p50") for point in points):
-        panels.append(("latency_ms_p50", "latency p50 at batch 1, ms (log scale)", lambda v: f"{v:.1f} ms"))
-    figure = Figure(figsize=(4.6 * len(panels), 3.8), layout="constrained")
-    for index, (eff_key, label, formatter) in enumerate(panels):
-        axes = figure.add_subplot(1, len(panels), index + 1)
-        xs = [point[1][eff_key] for point in points]
-        ys = [point[2] for point in points]
-        axes.annotate("", xy=(xs[1], ys[1]), xytext=(xs[0], ys[0]), arrowprops={"arrowstyle": "->", "color": "#777777"})
-        for (role, efficiency, quality), x in zip(points, xs, strict=True):
-            colour = _COLOURS["teacher"] if role == "teacher" else _COLOURS[_overall_flag(metrics)]
-            axes.scatter([x], [quality], s=90, color=colour, zorder=3)
-            axes.annotate(f"{role}\n{formatter(x)}, {format_metric(quality)}", (x, quality), textcoords="offset points",
-                          xytext=(0, 10), ha="center", fontsize=9)
-        axes.set_xscale("log")
-        axes.xaxis.set_minor_formatter(NullFormatter())
-        axes.xaxis.set_major_formatter(NullFormatter())
-        axes.set_xticks(xs, [formatter(x) for x in xs])
-        low, high = min(xs), max(xs)
-        axes.set_xlim(low / 2.5, high * 2.5)
-        bottom = min(ys)
-        axes.set_ylim(max(0.0, bottom - 0.15), min(1.05, max(ys) + 0.12) if max(ys) <= 1 else max(ys) * 1.12)
-        axes.set_xlabel(label)
-        axes.set_ylabel(f"{metric_name(key)}, mean over languages")
-        axes.grid(alpha=0.3)
-        axes.spines[["top", "right"]].set_visible(False)
-    figure.suptitle("size and speed against quality", fontsize=11, x=0.02, ha="left")
-    return _save(figure, path)
-
-
-def _overall_flag(metrics: Mapping[str, Any]) -> str:
-    ratio = ((metrics.get("overall") or {}).get("mean_language_retention") or {}).get(primary_metric(metrics))
-    return retention_flag(ratio)
-
-
-def _short_label(row: LanguageRow) -> str:
-    name = language_name(row.code)
-    if len(name) > 22:
-        name = name[:21] + "…"
-    return f"{row.code} · {name}  (n={row.n})" if name else f"{row.code}  (n={row.n})"
-
-
-def _save(figure: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # No "Software" chunk: the PNG then carries no URL, and the HTML has none even inside images.
-    figure.savefig(path, dpi=110, metadata={"Software": None})
-    return path
 
 
 # --- tables ------------------------------------------------------------------------------
@@ -505,139 +368,3 @@ def config_items(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         items.append((str(name), str(value)))
     return items
-
-
-# --- writers -----------------------------------------------------------------------------
-
-
-def write_report(run_dir: str | Path) -> dict[str, Path]:
-    """Write report.md, report.html and the plots of ``run_dir/metrics.json``; return their paths."""
-    run = Path(run_dir)
-    metrics = read_metrics(run)
-    plots_dir = run / PLOTS_DIRNAME
-    key = primary_metric(metrics)
-    paths: dict[str, Path] = {"per_language_plot": plot_per_language(metrics, plots_dir / f"per_language_{key}.png")}
-    scatter_path = plots_dir / "size_vs_quality.png"
-    scatter = plot_size_vs_quality(metrics, scatter_path)
-    if scatter is not None:
-        paths["size_vs_quality_plot"] = scatter
-    else:
-        scatter_path.unlink(missing_ok=True)  # a plot left from an earlier report would mislead
-    paths["markdown"] = run / "report.md"
-    paths["markdown"].write_text(render_markdown(metrics, paths, run), encoding="utf-8")
-    paths["html"] = run / "report.html"
-    paths["html"].write_text(render_html(metrics, paths), encoding="utf-8")
-    return paths
-
-
-def _title(metrics: Mapping[str, Any]) -> str:
-    config = metrics.get("config") or {}
-    student, teacher = config.get("student"), config.get("teacher")
-    if student and teacher:
-        return f"Distillation report: {student} from {teacher}"
-    return f"Evaluation report: {student or 'student'} ({metrics.get('task')})"
-
-
-def render_markdown(metrics: Mapping[str, Any], paths: Mapping[str, Path], run: Path) -> str:
-    status, sentence = verdict(metrics)
-    lines = [f"# {_title(metrics)}", "", f"**{status_headline(metrics, status)}.** {sentence}", ""]
-    header, rows, _ = language_table(metrics)
-    lines += ["## Per language (worst first)", "", *markdown_table(header, rows), ""]
-    lines += ["## Plots", ""]
-    for plot_key, caption in (("per_language_plot", "per-language"), ("size_vs_quality_plot", "size vs quality")):
-        if plot_key in paths:
-            lines.append(f"![{caption}]({paths[plot_key].relative_to(run).as_posix()})")
-    lines.append("")
-    efficiency = efficiency_table(metrics)
-    if efficiency is not None:
-        lines += ["## Size and speed", "", *markdown_table(*efficiency), "", measurement_note(metrics), ""]
-    lines += ["## All metrics", "", *markdown_table(*detail_table(metrics)), ""]
-    items = config_items(metrics)
-    if items:
-        lines += ["## Run", "", *markdown_table(["", ""], [[name, value] for name, value in items]), ""]
-    return "\n".join(lines)
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    def cell(text: str) -> str:
-        return str(text).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(cell(text) for text in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(cell(text) for text in row) + " |" for row in rows]
-    return lines
-
-
-_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1100px;
-padding:0 1rem;color:#222;line-height:1.45}
-h1{font-size:1.5rem;margin-bottom:.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}
-.verdict{padding:1rem 1.2rem;border-radius:8px;border-left:8px solid;font-size:1.05rem;margin:1rem 0}
-.verdict strong{display:block;font-size:1.25rem;margin-bottom:.3rem}
-.v-ok{background:#e8f5e9;border-color:#2e7d32}.v-warn{background:#fff3e0;border-color:#ef8f00}
-.v-bad{background:#ffebee;border-color:#c62828}.v-none{background:#e8eaf6;border-color:#5c6bc0}
-table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
-th,td{border:1px solid #ddd;padding:.25rem .6rem;text-align:right}
-th{background:#f5f5f5}td:first-child,th:first-child{text-align:left}
-tr.ok td.flag{background:#c8e6c9}tr.warn td.flag{background:#ffe0b2}tr.bad td.flag{background:#ffcdd2;font-weight:600}
-.scroll{overflow-x:auto}img{max-width:100%;height:auto;display:block;margin:.8rem 0}
-.note{color:#555;font-size:.85rem}
-"""
-
-
-def render_html(metrics: Mapping[str, Any], paths: Mapping[str, Path]) -> str:
-    status, sentence = verdict(metrics)
-    esc = html.escape
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{esc(_title(metrics))}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{esc(_title(metrics))}</h1>",
-        f'<div class="verdict v-{status}"><strong>{esc(status_headline(metrics, status))}</strong>{esc(sentence)}</div>',
-    ]
-    header, rows, flags = language_table(metrics)
-    flag_columns = {header.index("retention"), header.index("status")} if "retention" in header else set()
-    parts.append("<h2>Per language (worst first)</h2>")
-    parts.append(_html_table(header, rows, row_classes=flags, flag_columns=flag_columns))
-    for plot_key, alt in (("per_language_plot", "per-language bars, teacher vs student"),
-                          ("size_vs_quality_plot", "size and speed against quality")):
-        if plot_key in paths:
-            encoded = base64.b64encode(paths[plot_key].read_bytes()).decode("ascii")
-            parts.append(f'<img alt="{esc(alt)}" src="data:image/png;base64,{encoded}">')
-    efficiency = efficiency_table(metrics)
-    if efficiency is not None:
-        parts.append("<h2>Size and speed</h2>")
-        parts.append(_html_table(*efficiency))
-        parts.append(f'<p class="note">{esc(measurement_note(metrics))}</p>')
-    parts.append("<h2>All metrics</h2>")
-    parts.append(_html_table(*detail_table(metrics)))
-    items = config_items(metrics)
-    if items:
-        parts.append("<h2>Run</h2>")
-        parts.append(_html_table(["", ""], [[name, value] for name, value in items]))
-    meta = metrics.get("meta") or {}
-    parts.append(f'<p class="note">polydistill {esc(str(meta.get("polydistill_version", "")))}, '
-                 f'{esc(str(meta.get("created_at", "")))}</p>')
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
-
-
-def _html_table(
-    header: Sequence[str],
-    rows: Sequence[Sequence[str]],
-    *,
-    row_classes: Sequence[str] | None = None,
-    flag_columns: set[int] | None = None,
-) -> str:
-    esc = html.escape
-    flag_columns = flag_columns or set()
-    out = ['<div class="scroll"><table><thead><tr>', *(f"<th>{esc(text)}</th>" for text in header), "</tr></thead><tbody>"]
-    for index, row in enumerate(rows):
-        css = f' class="{row_classes[index]}"' if row_classes else ""
-        cells = "".join(
-            f'<td class="flag">{esc(text)}</td>' if column in flag_columns else f"<td>{esc(text)}</td>"
-            for column, text in enumerate(row)
-        )
-        out.append(f"<tr{css}>{cells}</tr>")
-    out.append("</tbody></table></div>")
-    return "".join(out)

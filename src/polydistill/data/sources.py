@@ -1,0 +1,311 @@
+"""Every data source by name, resolved in one place: the built-in catalogs and users' files.
+
+A source is a built-in ``catalogs:<name>`` (:data:`BUILTIN_SOURCES`) or a path: a JSONL, CSV,
+TSV or Parquet file or a directory written by ``Dataset.save_to_disk``, read and validated by
+:func:`polydistill.data.readers.read_examples`. Whatever reads data goes through here:
+
+- :func:`read_labelled`: the examples of a classification run or of the teacher's fine-tuning;
+- :func:`read_pairs`: the parallel pairs of an embeddings run;
+- :func:`corpus_texts_by_language`: the texts vocabulary trimming counts tokens on;
+- :func:`load_source`: a source as it is, for ``polydistill data stats`` and ``polydistill eval``.
+
+Parallel pairs have one layout, from the catalogs and from files alike: ``text`` (the source
+sentence, English in the catalogs: what the teacher reads), ``translation`` (its translation),
+``lang`` (the language of the translation), and ``source_id`` where the source has one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from polydistill.data import catalogs
+from polydistill.data.columns import column_values
+from polydistill.data.languages import normalize_language, normalize_languages
+from polydistill.data.readers import file_columns, read_examples
+from polydistill.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import datasets
+
+    from polydistill.config import DataSourceConfig, RunConfig
+
+__all__ = [
+    "BUILTIN_SOURCES",
+    "CATALOGS_PREFIX",
+    "CLASSIFICATION_CATALOG",
+    "DEFAULT_CORPUS",
+    "PAIR_CATALOGS",
+    "TEACHER_TEXT",
+    "UNTAGGED",
+    "corpus_texts_by_language",
+    "is_builtin",
+    "load_source",
+    "read_labelled",
+    "read_pairs",
+]
+
+CATALOGS_PREFIX = "catalogs:"
+#: the built-in translation pairs, one source per catalog origin
+PAIR_CATALOGS: tuple[str, ...] = tuple(CATALOGS_PREFIX + origin for origin in catalogs.CATALOG_ORIGINS)
+#: the built-in classification task, split train/dev/test
+CLASSIFICATION_CATALOG = CATALOGS_PREFIX + "django-components"
+BUILTIN_SOURCES = {
+    CATALOGS_PREFIX + "django": "translation pairs from Django's gettext catalogs (98 languages)",
+    CATALOGS_PREFIX + "sphinx": "translation pairs from Sphinx's gettext catalogs",
+    CATALOGS_PREFIX + "all": "translation pairs from both, deduplicated",
+    CLASSIFICATION_CATALOG: "Django messages labelled with their component (train/dev/test)",
+}
+#: the column a source's teacher text is given under, whatever it was called in the source
+TEACHER_TEXT = "teacher_text"
+#: the corpus when none is given: the target side of Django's and Sphinx's translation catalogs
+DEFAULT_CORPUS: tuple[str, ...] = (CATALOGS_PREFIX + "all",)
+#: where texts from a file without a language go in the per-language counts
+UNTAGGED = "untagged"
+
+
+def is_builtin(spec: str) -> bool:
+    """True for a built-in ``catalogs:<name>`` source (known or not), False for a path."""
+    return spec.startswith(CATALOGS_PREFIX)
+
+
+def _alternatives(names: Sequence[str]) -> str:
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# A source as it is.
+
+
+def load_source(spec: str, *, split: bool = False, **kwargs: Any) -> datasets.Dataset | datasets.DatasetDict:
+    """A built-in ``catalogs:<name>`` or a path, as its reader returns it.
+
+    ``kwargs`` go to the function that reads the source:
+    :func:`~polydistill.data.catalogs.catalog_pairs` (or, with ``split=True``,
+    :func:`~polydistill.data.catalogs.catalog_pairs_splits`),
+    :func:`~polydistill.data.catalogs.catalog_classification` (always split), or
+    :func:`~polydistill.data.readers.read_examples`.
+    """
+    if is_builtin(spec):
+        if spec in PAIR_CATALOGS:
+            reader = catalogs.catalog_pairs_splits if split else catalogs.catalog_pairs
+            return _call(reader, spec, spec.removeprefix(CATALOGS_PREFIX), **kwargs)
+        if spec == CLASSIFICATION_CATALOG:
+            return _call(catalogs.catalog_classification, spec, **kwargs)
+        raise DataError(f"unknown built-in source '{spec}'; expected one of {', '.join(BUILTIN_SOURCES)}")
+    if split:
+        raise ConfigError(f"'{spec}': split=True is for built-in catalogs; split a file with split_by_source")
+    return _call(read_examples, spec, spec, **kwargs)
+
+
+def _call(reader: Any, spec: str, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return reader(*args, **kwargs)
+    except TypeError as error:
+        if "unexpected keyword argument" in str(error):
+            raise ConfigError(f"source '{spec}': {error}") from None
+        raise
+
+
+# ---------------------------------------------------------------------------------------------
+# The sources of a run's config.
+
+
+def _where(source: DataSourceConfig, config: RunConfig) -> str:
+    return f"{config.source_file or 'config'}: data source '{source.path}'"
+
+
+def _split(splits: datasets.DatasetDict, source: DataSourceConfig, where: str) -> datasets.Dataset:
+    if source.split not in splits:
+        raise ConfigError(f"{where}: split: expected one of {', '.join(splits)}, got {source.split!r}")
+    return splits[source.split]
+
+
+def _in_languages(dataset: datasets.Dataset, languages: Sequence[str] | None) -> datasets.Dataset:
+    """The rows of a file in ``languages`` (any spelling); all rows without a list or a ``lang``."""
+    if not languages or "lang" not in dataset.column_names:
+        return dataset
+    wanted = set(normalize_languages(languages))
+    return dataset.filter(lambda row: row["lang"] in wanted)
+
+
+def read_labelled(source: DataSourceConfig, config: RunConfig, *, tokenizer: Any, label_names: list[str] | None) -> datasets.Dataset:
+    """One data source of the config in canonical columns: text, label, lang, teacher_text.
+
+    A built-in source is one split (``source.split``) of the catalogs: the classification task,
+    or translation pairs, whose translation is then the ``text`` and whose English source is
+    ``en``, as in the classification task's rows. A file is read and validated by
+    :func:`~polydistill.data.readers.read_examples`; its ``label`` column is optional unless
+    named (unlabelled data distils too). ``label_names`` fixes the label ids (a built-in
+    source's labels are renumbered to them, by name).
+    """
+    where = _where(source, config)
+    if is_builtin(source.path):
+        if source.path == CLASSIFICATION_CATALOG:
+            dataset = _split(catalogs.catalog_classification(languages=source.languages), source, where)
+        elif source.path in PAIR_CATALOGS:
+            origin = source.path.removeprefix(CATALOGS_PREFIX)
+            pairs = _split(catalogs.catalog_pairs_splits(origin, languages=source.languages), source, where)
+            dataset = pairs.rename_columns({"text": "en", "translation": "text"})
+        else:
+            raise ConfigError(f"{where}: unknown built-in source; expected {_alternatives((CLASSIFICATION_CATALOG, *PAIR_CATALOGS))}")
+        if "label" in dataset.column_names and label_names is not None:
+            dataset = _align_labels(dataset, label_names, where)
+    else:
+        path = config.resolve_path(source.path)
+        label_column = source.label_column
+        if "label_column" not in source.model_fields_set and label_column not in file_columns(path):
+            label_column = None  # the default 'label' column is optional: unlabeled data distils too
+        dataset = read_examples(
+            path,
+            text_column=source.text_column,
+            label_column=label_column,
+            lang_column=source.lang_column,
+            translation_column=source.teacher_text_column,
+            label_names=label_names,
+            tokenizer=tokenizer,
+            max_length=config.data.max_length,
+            overlong=source.overlong,
+        )
+        if source.teacher_text_column:
+            dataset = dataset.rename_column("translation", TEACHER_TEXT)
+        dataset = _in_languages(dataset, source.languages)
+    if source.teacher_text_column and TEACHER_TEXT not in dataset.column_names:
+        if source.teacher_text_column not in dataset.column_names:
+            raise ConfigError(f"{where}: teacher_text_column: no column '{source.teacher_text_column}' (columns: {dataset.column_names})")
+        dataset = dataset.add_column(TEACHER_TEXT, dataset[source.teacher_text_column])
+    return dataset
+
+
+def _align_labels(dataset: datasets.Dataset, label_names: list[str], where: str) -> datasets.Dataset:
+    """Renumber a built-in source's labels to the teacher's label ids, by name."""
+    from datasets import ClassLabel
+
+    names = dataset.features["label"].names
+    if sorted(names) != sorted(label_names):
+        raise ConfigError(f"{where}: its labels {names} differ from the teacher's {label_names}")
+    if names == label_names:
+        return dataset
+    new_id = {i: label_names.index(name) for i, name in enumerate(names)}
+    dataset = dataset.map(lambda row: {"label": new_id[row["label"]]})
+    return dataset.cast_column("label", ClassLabel(names=label_names))
+
+
+def read_pairs(source: DataSourceConfig, config: RunConfig, *, tokenizer: Any) -> datasets.Dataset:
+    """Parallel data in canonical columns: ``text`` (the source, read by the teacher),
+    ``translation`` (read by the student too), ``lang`` (of the translation)."""
+    where = _where(source, config)
+    if is_builtin(source.path):
+        if source.path not in PAIR_CATALOGS:
+            raise ConfigError(f"{where}: the embeddings task reads translation pairs: {_alternatives(PAIR_CATALOGS)}")
+        origin = source.path.removeprefix(CATALOGS_PREFIX)
+        pairs = _split(catalogs.catalog_pairs_splits(origin, languages=source.languages), source, where)
+        return pairs.select_columns(["text", "translation", "lang"])
+    if source.translation_column is None:
+        raise ConfigError(f"{where}: translation_column: the embeddings task needs the column holding the translation")
+    dataset = read_examples(
+        config.resolve_path(source.path),
+        text_column=source.text_column,
+        translation_column=source.translation_column,
+        lang_column=source.lang_column,
+        tokenizer=tokenizer,
+        max_length=config.data.max_length,
+        overlong=source.overlong,
+    )
+    return _in_languages(dataset, source.languages)
+
+
+# ---------------------------------------------------------------------------------------------
+# Corpora for vocabulary trimming.
+
+
+def corpus_texts_by_language(sources: Sequence[str], languages: Sequence[str]) -> dict[str, list[str]]:
+    """The texts to count per language, from built-in catalogs and users' files.
+
+    A source is one of :data:`PAIR_CATALOGS` (the translated side of each pair in the requested
+    languages; the English side for ``en``), or a file: ``.txt`` (one text a line), or
+    JSONL/CSV/TSV/Parquet read by :func:`~polydistill.data.readers.read_examples` (column
+    ``text``, and ``lang`` when present, whose rows outside ``languages`` are skipped).
+    ``LANG=PATH`` tags a whole file with one language. Texts of a file with neither come under
+    :data:`UNTAGGED`. Languages are BCP 47 codes, normalised; a language with no text at all is
+    an error unless untagged texts exist.
+    """
+    wanted = normalize_languages(languages)
+    if not wanted:
+        raise DataError("no languages given; name the languages to keep, e.g. de,fr,ja")
+    if not sources:
+        raise DataError(f"no corpus given; name a built-in catalog ({DEFAULT_CORPUS[0]}) or a file")
+
+    texts: dict[str, list[str]] = {}
+    available: set[str] = set()
+    for source in sources:
+        if is_builtin(source):
+            found, catalog_languages = _catalog_texts(source, wanted)
+            available |= catalog_languages
+        else:
+            found = _file_texts(source, wanted)
+        for language, language_texts in found.items():
+            texts.setdefault(language, []).extend(language_texts)
+    if not any(texts.values()):
+        raise DataError(f"the corpus ({', '.join(sources)}) holds no text in {', '.join(wanted)}")
+    missing = [language for language in wanted if not texts.get(language)]
+    if missing and not texts.get(UNTAGGED):
+        hints = []
+        for language in missing:
+            near = sorted(code for code in available if code.split("-")[0] == language.split("-")[0])
+            if near:
+                hints.append(f"{language}: did you mean {', '.join(near)}?")
+        raise DataError(
+            f"the corpus ({', '.join(sources)}) has no text in {', '.join(missing)}"
+            + (f" ({'; '.join(hints)})" if hints else "")
+            + "; add a file of that language (LANG=PATH) or drop the language"
+        )
+    ordered = {language: texts[language] for language in wanted if texts.get(language)}
+    if texts.get(UNTAGGED):
+        ordered[UNTAGGED] = texts[UNTAGGED]
+    return ordered
+
+
+def _by_language(texts: Sequence[str], langs: Sequence[str], wanted: Sequence[str]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    wanted_set = set(wanted)
+    for text, language in zip(texts, langs, strict=True):
+        if language in wanted_set:
+            found.setdefault(language, []).append(text)
+    return found
+
+
+def _catalog_texts(source: str, wanted: Sequence[str]) -> tuple[dict[str, list[str]], set[str]]:
+    if source not in PAIR_CATALOGS:
+        raise DataError(f"unknown corpus '{source}'; expected {', '.join(PAIR_CATALOGS)} or a file")
+    pairs = catalogs.catalog_pairs(source.removeprefix(CATALOGS_PREFIX))
+    langs = column_values(pairs, "lang")
+    found = _by_language(column_values(pairs, "translation"), langs, wanted)
+    if catalogs.SOURCE_LANGUAGE in wanted:
+        found[catalogs.SOURCE_LANGUAGE] = list(dict.fromkeys(column_values(pairs, "text")))
+    return found, set(langs) | {catalogs.SOURCE_LANGUAGE}
+
+
+def _file_texts(spec: str, wanted: Sequence[str]) -> dict[str, list[str]]:
+    tag: str | None = None
+    path = Path(spec).expanduser()
+    if not path.exists() and "=" in spec:
+        code, _, rest = spec.partition("=")
+        try:
+            tag = normalize_language(code)
+        except ValueError:
+            raise DataError(f"corpus '{spec}': '{code}' is not a language code (expected LANG=PATH)") from None
+        path = Path(rest).expanduser()
+    if not path.exists():
+        raise DataError(f"corpus file {path} does not exist")
+
+    if path.suffix.lower() == ".txt":
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return {tag or UNTAGGED: [line.strip() for line in lines if line.strip()]}
+
+    has_language = tag is None and "lang" in file_columns(path)
+    dataset = read_examples(path, lang_column="lang" if has_language else None)
+    if not has_language:
+        return {tag or UNTAGGED: column_values(dataset, "text")}
+    return _by_language(column_values(dataset, "text"), column_values(dataset, "lang"), wanted)

@@ -1,0 +1,125 @@
+"""``metrics.json``: its layout, and building, writing and reading the document.
+
+``metrics.json`` is the contract between a run and every later tool (the report, the model
+card, hyperparameter search), so its layout is fixed here and only ever grows:
+
+```
+{
+  "task": "classification",
+  "primary_metric": "macro_f1",
+  "teacher": {efficiency} | null,
+  "student": {efficiency} | null,
+  "languages": {
+    "<code>": {"n": int, "teacher": {metrics} | null, "student": {metrics},
+               "retention": {metrics} | null}
+  },
+  "overall": {"n", "languages", "teacher", "student", "retention",
+              "language_mean": {"teacher", "student"},
+              "mean_language_retention": {metric: float}, "min_language_retention": {metric: float},
+              "min_retention_language": {metric: code}},
+  "config": {...} (optional), "meta": {...}
+}
+```
+
+Classification metrics are ``accuracy``, ``macro_precision``, ``macro_recall``, ``macro_f1``,
+plus ``agreement`` (argmax equal to the teacher's) for the student when a teacher is given.
+``overall`` pools all examples (so large languages weigh more); ``language_mean`` and the
+retention summaries weigh every language the same, which is what "does it work for Swahili"
+needs. Other tasks add their own metric keys in the same places.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from polydistill.errors import DataError
+from polydistill.evaluation.metrics import primary_metric_for
+
+UNDETERMINED_LANGUAGE = "und"
+METRICS_FILENAME = "metrics.json"
+REQUIRED_KEYS: tuple[str, ...] = ("task", "teacher", "student", "languages", "overall")
+
+
+def build_metrics_document(
+    task: str,
+    quality: Mapping[str, Any],
+    *,
+    teacher_efficiency: Mapping[str, Any] | None = None,
+    student_efficiency: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+    primary_metric: str | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Assemble the ``metrics.json`` layout from a task's ``languages``/``overall`` and efficiency."""
+    from polydistill import __version__
+
+    if primary_metric is None:
+        student_keys = list((quality.get("overall") or {}).get("student") or {})
+        primary_metric = primary_metric_for(task, student_keys)
+    document: dict[str, Any] = {
+        "task": task,
+        "primary_metric": primary_metric,
+        "teacher": dict(teacher_efficiency) if teacher_efficiency is not None else None,
+        "student": dict(student_efficiency) if student_efficiency is not None else None,
+        "languages": dict(quality["languages"]),
+        "overall": dict(quality["overall"]),
+    }
+    if config is not None:
+        document["config"] = dict(config)
+    document["meta"] = {
+        "polydistill_version": __version__,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **(dict(meta) if meta else {}),
+    }
+    return document
+
+
+def write_metrics(path: str | Path, metrics: Mapping[str, Any]) -> Path:
+    """Write ``metrics`` as JSON (numpy values made plain, NaN written as null)."""
+    missing = [key for key in REQUIRED_KEYS if key not in metrics]
+    if missing:
+        raise ValueError(f"metrics lack the keys {missing} of the metrics.json layout")
+    target = Path(path)
+    if target.is_dir() or target.suffix != ".json":
+        target = target / METRICS_FILENAME
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(_plain(metrics), indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+    return target
+
+
+def read_metrics(path: str | Path) -> dict[str, Any]:
+    """Read a ``metrics.json`` (or the one inside a run directory) and check its layout."""
+    source = Path(path)
+    if source.is_dir():
+        source = source / METRICS_FILENAME
+    if not source.is_file():
+        raise DataError(f"no metrics file at {source}; run `polydistill eval` first")
+    try:
+        metrics = json.loads(source.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise DataError(f"{source} is not valid JSON (line {error.lineno}: {error.msg})") from error
+    missing = [key for key in REQUIRED_KEYS if key not in metrics]
+    if missing:
+        raise DataError(f"{source} lacks the keys {missing} of the metrics.json layout")
+    return metrics
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

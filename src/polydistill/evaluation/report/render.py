@@ -1,0 +1,133 @@
+"""``report.md`` and a self-contained ``report.html`` (PNGs as data URIs, CSS inline: it opens
+anywhere, offline, as one file)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from polydistill.evaluation.report.summary import (
+    config_items,
+    detail_table,
+    efficiency_table,
+    language_table,
+    measurement_note,
+    status_headline,
+    verdict,
+)
+
+
+def _title(metrics: Mapping[str, Any]) -> str:
+    config = metrics.get("config") or {}
+    student, teacher = config.get("student"), config.get("teacher")
+    if student and teacher:
+        return f"Distillation report: {student} from {teacher}"
+    return f"Evaluation report: {student or 'student'} ({metrics.get('task')})"
+
+
+def render_markdown(metrics: Mapping[str, Any], paths: Mapping[str, Path], run: Path) -> str:
+    status, sentence = verdict(metrics)
+    lines = [f"# {_title(metrics)}", "", f"**{status_headline(metrics, status)}.** {sentence}", ""]
+    header, rows, _ = language_table(metrics)
+    lines += ["## Per language (worst first)", "", *markdown_table(header, rows), ""]
+    lines += ["## Plots", ""]
+    for plot_key, caption in (("per_language_plot", "per-language"), ("size_vs_quality_plot", "size vs quality")):
+        if plot_key in paths:
+            lines.append(f"![{caption}]({paths[plot_key].relative_to(run).as_posix()})")
+    lines.append("")
+    efficiency = efficiency_table(metrics)
+    if efficiency is not None:
+        lines += ["## Size and speed", "", *markdown_table(*efficiency), "", measurement_note(metrics), ""]
+    lines += ["## All metrics", "", *markdown_table(*detail_table(metrics)), ""]
+    items = config_items(metrics)
+    if items:
+        lines += ["## Run", "", *markdown_table(["", ""], [[name, value] for name, value in items]), ""]
+    return "\n".join(lines)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    def cell(text: str) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(text) for text in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(text) for text in row) + " |" for row in rows]
+    return lines
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1100px;
+padding:0 1rem;color:#222;line-height:1.45}
+h1{font-size:1.5rem;margin-bottom:.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}
+.verdict{padding:1rem 1.2rem;border-radius:8px;border-left:8px solid;font-size:1.05rem;margin:1rem 0}
+.verdict strong{display:block;font-size:1.25rem;margin-bottom:.3rem}
+.v-ok{background:#e8f5e9;border-color:#2e7d32}.v-warn{background:#fff3e0;border-color:#ef8f00}
+.v-bad{background:#ffebee;border-color:#c62828}.v-none{background:#e8eaf6;border-color:#5c6bc0}
+table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
+th,td{border:1px solid #ddd;padding:.25rem .6rem;text-align:right}
+th{background:#f5f5f5}td:first-child,th:first-child{text-align:left}
+tr.ok td.flag{background:#c8e6c9}tr.warn td.flag{background:#ffe0b2}tr.bad td.flag{background:#ffcdd2;font-weight:600}
+.scroll{overflow-x:auto}img{max-width:100%;height:auto;display:block;margin:.8rem 0}
+.note{color:#555;font-size:.85rem}
+"""
+
+
+def render_html(metrics: Mapping[str, Any], paths: Mapping[str, Path]) -> str:
+    status, sentence = verdict(metrics)
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{esc(_title(metrics))}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{esc(_title(metrics))}</h1>",
+        f'<div class="verdict v-{status}"><strong>{esc(status_headline(metrics, status))}</strong>{esc(sentence)}</div>',
+    ]
+    header, rows, flags = language_table(metrics)
+    flag_columns = {header.index("retention"), header.index("status")} if "retention" in header else set()
+    parts.append("<h2>Per language (worst first)</h2>")
+    parts.append(_html_table(header, rows, row_classes=flags, flag_columns=flag_columns))
+    for plot_key, alt in (("per_language_plot", "per-language bars, teacher vs student"),
+                          ("size_vs_quality_plot", "size and speed against quality")):
+        if plot_key in paths:
+            encoded = base64.b64encode(paths[plot_key].read_bytes()).decode("ascii")
+            parts.append(f'<img alt="{esc(alt)}" src="data:image/png;base64,{encoded}">')
+    efficiency = efficiency_table(metrics)
+    if efficiency is not None:
+        parts.append("<h2>Size and speed</h2>")
+        parts.append(_html_table(*efficiency))
+        parts.append(f'<p class="note">{esc(measurement_note(metrics))}</p>')
+    parts.append("<h2>All metrics</h2>")
+    parts.append(_html_table(*detail_table(metrics)))
+    items = config_items(metrics)
+    if items:
+        parts.append("<h2>Run</h2>")
+        parts.append(_html_table(["", ""], [[name, value] for name, value in items]))
+    meta = metrics.get("meta") or {}
+    parts.append(f'<p class="note">polydistill {esc(str(meta.get("polydistill_version", "")))}, '
+                 f'{esc(str(meta.get("created_at", "")))}</p>')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _html_table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    row_classes: Sequence[str] | None = None,
+    flag_columns: set[int] | None = None,
+) -> str:
+    esc = html.escape
+    flag_columns = flag_columns or set()
+    out = ['<div class="scroll"><table><thead><tr>', *(f"<th>{esc(text)}</th>" for text in header), "</tr></thead><tbody>"]
+    for index, row in enumerate(rows):
+        css = f' class="{row_classes[index]}"' if row_classes else ""
+        cells = "".join(
+            f'<td class="flag">{esc(text)}</td>' if column in flag_columns else f"<td>{esc(text)}</td>"
+            for column, text in enumerate(row)
+        )
+        out.append(f"<tr{css}>{cells}</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)

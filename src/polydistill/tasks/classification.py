@@ -1,0 +1,87 @@
+"""Sequence classification: labelled (or unlabelled) text in, a classifier student out.
+
+The teacher is a classifier with a trained head, or an encoder that ``teacher.finetune`` first
+teaches the task; its label names fix the classes' order for every source. The student is saved
+as a Hugging Face directory that ``pipeline("text-classification", model=...)`` loads, and
+evaluated per language by accuracy and macro precision, recall and F1 beside the teacher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from polydistill.console import console
+from polydistill.data.sources import TEACHER_TEXT, read_labelled
+from polydistill.errors import ConfigError
+from polydistill.evaluation.efficiency import settings_for
+from polydistill.evaluation.evaluate import dataset_label_names, evaluate_run
+from polydistill.models.loading import classifier_label_names, load_classifier, save_model_dir
+from polydistill.tasks.base import TaskData, TrainedModels, register_task
+from polydistill.training.finetune import finetune_teacher
+from polydistill.training.provenance import run_summary
+
+if TYPE_CHECKING:
+    from polydistill.config import RunConfig
+
+
+@register_task
+class Classification:
+    name: ClassVar[str] = "classification"
+    pipeline_tag: ClassVar[str] = "text-classification"
+    default_objectives: ClassVar[dict[str, dict[str, Any]]] = {"soft_targets": {}}
+    cached_outputs: ClassVar[frozenset[str]] = frozenset({"logits"})
+
+    def check_config(self, config: RunConfig) -> Iterable[tuple[str, str]]:
+        return ()
+
+    def read_data(self, config: RunConfig, *, tokenizer: Any, teacher_config: Any) -> TaskData:
+        # a teacher still to be fine-tuned has no classes yet: the training data name them
+        label_names = classifier_label_names(teacher_config) if not config.teacher.finetune else None
+        train = read_labelled(config.data.train, config, tokenizer=tokenizer, label_names=label_names)
+        label_names = label_names or dataset_label_names(train)
+        evaluation = read_labelled(config.data.eval, config, tokenizer=tokenizer, label_names=label_names) if config.data.eval else None
+        return TaskData(train, evaluation, label_names)
+
+    def prepare_teacher(self, config: RunConfig, teacher_dir: Path, output_dir: Path, data: TaskData) -> Path:
+        if config.teacher.finetune is None:
+            return teacher_dir
+        return finetune_teacher(config, teacher_dir, output_dir / "teacher", label_names=data.label_names)
+
+    def load_teacher(self, config: RunConfig, teacher_dir: Path, data: TaskData, *, eager_attention: bool) -> Any:
+        teacher, fresh_head = load_classifier(
+            teacher_dir, label_names=data.label_names, eager_attention=eager_attention, trust_remote_code=config.teacher.trust_remote_code
+        )
+        if fresh_head:
+            raise ConfigError(
+                f"{config.source_file or 'config'}: teacher.model: '{config.teacher.model}' has no trained "
+                "classification head for this task; add a teacher.finetune section or give a fine-tuned classifier"
+            )
+        return teacher
+
+    def load_student_base(self, config: RunConfig, base_dir: Path, data: TaskData, teacher: Any, *, eager_attention: bool) -> Any:
+        label_names = data.label_names or classifier_label_names(teacher.config)
+        return load_classifier(base_dir, label_names=label_names, eager_attention=eager_attention)[0]
+
+    def save_student(self, config: RunConfig, student: Any, tokenizer: Any, directory: Path) -> None:
+        save_model_dir(student, tokenizer, directory)
+
+    def evaluate(self, config: RunConfig, output_dir: Path, models: TrainedModels, evaluation: Any) -> dict[str, Any]:
+        console.print("[bold]Evaluating[/] teacher and student per language")
+        models.student.eval()
+        return evaluate_run(
+            output_dir,
+            student=models.student,
+            tokenizer=models.tokenizer,
+            dataset=evaluation,
+            teacher=models.teacher,
+            teacher_tokenizer=models.teacher_tokenizer,
+            student_dir=models.student_dir,
+            teacher_dir=models.teacher_dir,
+            config=run_summary(config),
+            batch_size=config.evaluation.batch_size,
+            max_length=config.data.max_length,
+            efficiency=settings_for(config.evaluation.efficiency, max_length=config.data.max_length),
+            teacher_text_column=TEACHER_TEXT if config.data.eval.teacher_text_column else None,
+        )

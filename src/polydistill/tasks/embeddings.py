@@ -1,0 +1,124 @@
+"""Sentence embeddings: parallel data in, a sentence-transformers student out.
+
+A sentence and its translations should land on the teacher's vector for the source sentence
+(Reimers & Gurevych, 2020). The teacher embeds only the source; the student embeds both sides.
+The student is saved as a sentence-transformers directory (mean pooling, L2 normalisation, the
+input prefix as its default prompt) and evaluated by translation retrieval per language and by
+how well it keeps the teacher's similarity structure.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+
+from polydistill.data.sources import read_pairs
+from polydistill.evaluation.efficiency import measure_teacher_and_student, settings_dict, settings_for
+from polydistill.evaluation.evaluate import METRICS_FILENAME, build_metrics_document, write_metrics
+from polydistill.evaluation.report import write_report
+from polydistill.evaluation.retrieval import evaluate_embeddings
+from polydistill.models.loading import load_encoder, save_model_dir
+from polydistill.models.pooling import mean_pool
+from polydistill.models.sentence_transformers_files import write_sentence_transformers_files
+from polydistill.tasks.base import TaskData, TrainedModels, register_task
+from polydistill.training.provenance import run_summary
+
+if TYPE_CHECKING:
+    from polydistill.config import RunConfig
+
+
+@register_task
+class Embeddings:
+    name: ClassVar[str] = "embeddings"
+    pipeline_tag: ClassVar[str] = "sentence-similarity"
+    default_objectives: ClassVar[dict[str, dict[str, Any]]] = {"embedding_mse": {}}
+    cached_outputs: ClassVar[frozenset[str]] = frozenset({"embeddings"})
+
+    def check_config(self, config: RunConfig) -> Iterable[tuple[str, str]]:
+        if config.teacher.finetune is not None:
+            yield "teacher.finetune", "teacher.finetune applies to classification; an embeddings teacher is used as it is"
+
+    def read_data(self, config: RunConfig, *, tokenizer: Any, teacher_config: Any) -> TaskData:
+        train = read_pairs(config.data.train, config, tokenizer=tokenizer)
+        evaluation = read_pairs(config.data.eval, config, tokenizer=tokenizer) if config.data.eval else None
+        return TaskData(train, evaluation)
+
+    def prepare_teacher(self, config: RunConfig, teacher_dir: Path, output_dir: Path, data: TaskData) -> Path:
+        return teacher_dir
+
+    def load_teacher(self, config: RunConfig, teacher_dir: Path, data: TaskData, *, eager_attention: bool) -> Any:
+        return load_encoder(teacher_dir, eager_attention=eager_attention, trust_remote_code=config.teacher.trust_remote_code)
+
+    def load_student_base(self, config: RunConfig, base_dir: Path, data: TaskData, teacher: Any, *, eager_attention: bool) -> Any:
+        return load_encoder(base_dir, eager_attention=eager_attention)
+
+    def save_student(self, config: RunConfig, student: Any, tokenizer: Any, directory: Path) -> None:
+        save_sentence_transformer(student, tokenizer, directory, prefix=config.student_prefix, max_seq_length=config.data.max_length)
+
+    def evaluate(self, config: RunConfig, output_dir: Path, models: TrainedModels, evaluation: Any) -> dict[str, Any]:
+        """Translation retrieval per language, similarity-structure retention, size and speed."""
+        max_length = config.data.max_length
+        quality = evaluate_embeddings(
+            encoder_function(models.student, models.tokenizer, prefix=config.student_prefix, max_length=max_length),
+            evaluation,
+            teacher_encode=encoder_function(models.teacher, models.teacher_tokenizer, prefix=config.teacher.prefix, max_length=max_length),
+        )
+        efficiency = settings_for(config.evaluation.efficiency, max_length=max_length)
+        teacher_efficiency = student_efficiency = None
+        if efficiency is not None:
+            texts = [str(t) for t in evaluation.select_columns(["translation"])[:]["translation"]]
+            teacher_efficiency, student_efficiency = measure_teacher_and_student(
+                efficiency, student=models.student, tokenizer=models.tokenizer, student_texts=texts, student_dir=models.student_dir,
+                teacher=models.teacher, teacher_tokenizer=models.teacher_tokenizer, teacher_dir=models.teacher_dir, max_length=max_length,
+            )
+        document = build_metrics_document(
+            "embeddings",
+            quality,
+            teacher_efficiency=teacher_efficiency,
+            student_efficiency=student_efficiency,
+            config=run_summary(config),
+            meta={"max_length": max_length, "efficiency_settings": None if efficiency is None else settings_dict(efficiency)},
+        )
+        write_metrics(output_dir / METRICS_FILENAME, document)
+        write_report(output_dir)
+        return document
+
+
+def save_sentence_transformer(model, tokenizer, directory: Path, *, prefix: str, max_seq_length: int) -> None:
+    """A directory that ``SentenceTransformer(directory)`` loads: Transformer -> mean Pooling -> Normalize,
+    with the training prefix as the default prompt, so ``encode`` embeds as the student was trained."""
+    save_model_dir(model, tokenizer, directory)
+    write_sentence_transformers_files(
+        directory,
+        hidden_size=model.config.hidden_size,
+        max_seq_length=max_seq_length,
+        prompts={"default": prefix} if prefix else {},
+    )
+    if prefix:
+        settings_path = directory / "config_sentence_transformers.json"
+        settings = json.loads(settings_path.read_text())
+        settings["default_prompt_name"] = "default"
+        settings_path.write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def encoder_function(model, tokenizer, *, prefix: str, max_length: int, batch_size: int = 64):
+    """texts -> L2-normalised mean-pooled embeddings (n, d), as the saved directory computes them."""
+    device = next(model.parameters()).device
+
+    def encode(texts: list[str]) -> np.ndarray:
+        model.eval()
+        chunks = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                batch = [prefix + t for t in texts[start : start + batch_size]]
+                inputs = tokenizer(batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt").to(device)
+                pooled = mean_pool(model(**inputs).last_hidden_state, inputs["attention_mask"])
+                chunks.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy())
+        return np.concatenate(chunks) if chunks else np.zeros((0, model.config.hidden_size), dtype=np.float32)
+
+    return encode
