@@ -149,7 +149,7 @@ def tiny_teacher_dir(tmp_path_factory, wordpiece_tokenizer, synthetic_data) -> P
     with torch.no_grad():
         inputs = wordpiece_tokenizer([e["text"] for e in held_out], padding=True, return_tensors="pt")
         predicted = model(**inputs).logits.argmax(-1).tolist()
-    accuracy = sum(LABEL_NAMES[p] == e["label"] for p, e in zip(predicted, held_out)) / len(held_out)
+    accuracy = sum(LABEL_NAMES[p] == e["label"] for p, e in zip(predicted, held_out, strict=True)) / len(held_out)
     assert accuracy >= 0.95, f"the tiny teacher did not learn the synthetic task (accuracy {accuracy:.2f})"
     directory = tmp_path_factory.mktemp("teacher")
     model.save_pretrained(directory)

@@ -75,8 +75,14 @@ def build(root, teacher, teacher_dir, tokenizer, features, *, fields=FIELDS, max
         teacher_sha256=fingerprint_weights(teacher_dir), tokenizer=tokenizer, features=features, max_length=max_length, fields=fields
     )
     return TeacherCache.load_or_build(
-        root, fingerprint=fingerprint, teacher=teacher, features=features, collator=DistillationCollator(tokenizer),
-        fields=fields, batch_size=batch_size, **kwargs,
+        root,
+        fingerprint=fingerprint,
+        teacher=teacher,
+        features=features,
+        collator=DistillationCollator(tokenizer),
+        fields=fields,
+        batch_size=batch_size,
+        **kwargs,
     )
 
 
@@ -181,7 +187,9 @@ def test_identical_inputs_reuse_the_cache_and_changed_inputs_rebuild_it(teacher_
         "weights": build(tmp_path, changed, changed_dir, wordpiece_tokenizer, features),
         "tokenizer": build(tmp_path, teacher, teacher_dir, grown, make_features(TEXTS, grown)),
         "data": build(tmp_path, teacher, teacher_dir, wordpiece_tokenizer, make_features(TEXTS[:-1], wordpiece_tokenizer)),
-        "max_length": build(tmp_path, teacher, teacher_dir, wordpiece_tokenizer, make_features(TEXTS, wordpiece_tokenizer, 8), max_length=8),
+        "max_length": build(
+            tmp_path, teacher, teacher_dir, wordpiece_tokenizer, make_features(TEXTS, wordpiece_tokenizer, 8), max_length=8
+        ),
     }
     for name, cache in rebuilt.items():
         assert cache.forward_batches > 0, name
@@ -242,7 +250,9 @@ def test_losses_from_the_cache_equal_losses_from_the_online_teacher(built, teach
             torch.testing.assert_close(cached_terms[term], value, rtol=FP16_RTOL, atol=0, msg=term)
 
 
-def test_training_from_the_cache_logs_the_losses_of_training_with_the_online_teacher(built, teacher_dir, wordpiece_tokenizer, features, tmp_path):
+def test_training_from_the_cache_logs_the_losses_of_training_with_the_online_teacher(
+    built, teacher_dir, wordpiece_tokenizer, features, tmp_path
+):
     teacher = load_teacher(teacher_dir)
     calls = count_forwards(teacher)
     torch.manual_seed(2)
@@ -253,8 +263,15 @@ def test_training_from_the_cache_logs_the_losses_of_training_with_the_online_tea
         trainer = DistillationTrainer(
             model=copy.deepcopy(student),
             args=TrainingArguments(
-                output_dir=str(tmp_path / name), report_to="none", use_cpu=True, remove_unused_columns=False,
-                per_device_train_batch_size=8, max_steps=4, logging_steps=1, save_strategy="no", seed=3,
+                output_dir=str(tmp_path / name),
+                report_to="none",
+                use_cpu=True,
+                remove_unused_columns=False,
+                per_device_train_batch_size=8,
+                max_steps=4,
+                logging_steps=1,
+                save_strategy="no",
+                seed=3,
             ),
             teacher=teacher,
             objectives=ObjectiveSet(
@@ -275,16 +292,16 @@ def test_training_from_the_cache_logs_the_losses_of_training_with_the_online_tea
             assert cached[key] == pytest.approx(live[key], rel=FP16_RTOL, abs=1e-5), key
 
 
-def test_cached_embeddings_are_the_mean_pooled_last_state_of_one_teacher_forward_per_batch(teacher_dir, wordpiece_tokenizer, features, tmp_path):
+def test_cached_embeddings_are_the_mean_pooled_last_state_of_one_teacher_forward_per_batch(
+    teacher_dir, wordpiece_tokenizer, features, tmp_path
+):
     teacher = BertModel.from_pretrained(teacher_dir).eval()  # an embedding teacher: the base model
     calls = count_forwards(teacher)
     cache = build(tmp_path, teacher, teacher_dir, wordpiece_tokenizer, features, fields=["embeddings"])
     assert len(calls) == cache.forward_batches == math.ceil(len(TEXTS) / 8)
     embeddings = cache.batch(range(len(TEXTS)))["embeddings"]
     with torch.no_grad():  # one example at a time: no padding, so the mean pool is a plain mean over tokens
-        expected = torch.cat(
-            [teacher(**wordpiece_tokenizer(text, return_tensors="pt")).last_hidden_state.mean(dim=1) for text in TEXTS]
-        )
+        expected = torch.cat([teacher(**wordpiece_tokenizer(text, return_tensors="pt")).last_hidden_state.mean(dim=1) for text in TEXTS])
     assert embeddings.shape == (len(TEXTS), 32)
     torch.testing.assert_close(embeddings, expected, rtol=FP16_RTOL, atol=FP16_ATOL)
     batch = shuffled_batches(features, wordpiece_tokenizer)[0]
@@ -298,8 +315,12 @@ def test_cached_embeddings_are_the_mean_pooled_last_state_of_one_teacher_forward
     classifier = load_teacher(teacher_dir)
     pooled = build(tmp_path / "other", classifier, teacher_dir, wordpiece_tokenizer, features, fields=["embeddings"])
     with torch.no_grad():
-        final = [classifier(**wordpiece_tokenizer(text, return_tensors="pt"), output_hidden_states=True).hidden_states[-1] for text in TEXTS]
-    torch.testing.assert_close(pooled.batch(range(len(TEXTS)))["embeddings"], torch.cat([h.mean(dim=1) for h in final]), rtol=FP16_RTOL, atol=FP16_ATOL)
+        final = [
+            classifier(**wordpiece_tokenizer(text, return_tensors="pt"), output_hidden_states=True).hidden_states[-1] for text in TEXTS
+        ]
+    torch.testing.assert_close(
+        pooled.batch(range(len(TEXTS)))["embeddings"], torch.cat([h.mean(dim=1) for h in final]), rtol=FP16_RTOL, atol=FP16_ATOL
+    )
 
 
 # --------------------------------------------------------------------------- interrupted writes
@@ -326,6 +347,7 @@ def test_a_failed_write_leaves_nothing_and_the_next_run_builds(teacher_dir, word
 
 def test_a_killed_write_is_removed_and_rebuilt_never_read(built, teacher_dir, wordpiece_tokenizer, features, tmp_path, monkeypatch):
     teacher = load_teacher(teacher_dir)
+
     # a kill -9 between the data files and the manifest: no cleanup runs, the partial directory stays
     def killed(directory, manifest, name):
         raise SystemExit
@@ -346,7 +368,9 @@ def test_a_killed_write_is_removed_and_rebuilt_never_read(built, teacher_dir, wo
 
 
 @pytest.mark.parametrize("damage", ["no manifest", "truncated file", "other fingerprint"])
-def test_an_incomplete_cache_directory_is_deleted_and_rebuilt_never_read(built, teacher_dir, wordpiece_tokenizer, features, tmp_path, damage):
+def test_an_incomplete_cache_directory_is_deleted_and_rebuilt_never_read(
+    built, teacher_dir, wordpiece_tokenizer, features, tmp_path, damage
+):
     import json
     import shutil
 
@@ -422,14 +446,23 @@ def test_the_size_estimate_shown_before_writing_is_the_size_written(teacher_dir,
     written = sum(p.stat().st_size for p in cache.directory.iterdir() if p.name != MANIFEST_FILE)
     estimate = estimate_cache_bytes(
         cache.lengths,
-        {"logits": 3, "hidden_states:0": 32, "hidden_states:2": 32, "attentions:1": 4, "qkv:1:query": 32, "qkv:1:key": 32, "qkv:1:value": 32},
+        {
+            "logits": 3,
+            "hidden_states:0": 32,
+            "hidden_states:2": 32,
+            "attentions:1": 4,
+            "qkv:1:query": 32,
+            "qkv:1:key": 32,
+            "qkv:1:value": 32,
+        },
     )
     tokens = int(cache.lengths.sum())
     independent = (
         len(TEXTS) * 3 * 4  # float32 logits
         + 5 * tokens * 32 * 2  # five float16 token-level fields
         + 4 * int((cache.lengths.astype(np.int64) ** 2).sum()) * 2  # float16 attention maps
-        + 3 * (len(TEXTS) + 1) * 8 - 8  # token offsets, attention offsets, row hashes
+        + 3 * (len(TEXTS) + 1) * 8
+        - 8  # token offsets, attention offsets, row hashes
     )
     assert written - independent == 10 * 128  # ten .npy headers
     assert estimate == written

@@ -12,7 +12,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trai
 from polydistill.models.student import build_student
 from polydistill.objectives import AttentionRelations, Attentions, HiddenStates, ObjectiveSet, SoftTargets
 from polydistill.training.features import DistillationCollator
-from polydistill.training.trainer import DISTILLATION_HEADS_FILE, DistillationTrainer
+from polydistill.training.trainer import DistillationTrainer
 
 
 def load_teacher(directory: Path, eager: bool = False):
@@ -44,7 +44,14 @@ def test_gradients_reach_student_and_projections_never_teacher(tiny_teacher_dir,
     loss = trainer.compute_loss(student, batch)
     loss.backward()
     terms = set(trainer._term_sums)
-    assert terms == {"soft_targets", "hidden_states", "attentions", "attention_relations_query", "attention_relations_key", "attention_relations_value"}
+    assert terms == {
+        "soft_targets",
+        "hidden_states",
+        "attentions",
+        "attention_relations_query",
+        "attention_relations_key",
+        "attention_relations_value",
+    }
     assert all(p.grad is not None for p in student.parameters() if p.requires_grad and "pooler" not in str(p.shape))
     assert student.get_input_embeddings().weight.grad.abs().sum() > 0
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in objectives.parameters())
@@ -124,7 +131,9 @@ def test_labels_objective_without_labels_is_refused(tiny_teacher_dir, tmp_path):
 
     (tmp_path / "train.jsonl").write_text('{"text": "the apple"}\n')
     config = tmp_path / "run.yaml"
-    config.write_text(f"teacher:\n  model: {tiny_teacher_dir}\ndata:\n  train:\n    path: train.jsonl\n    label_column: null\nobjectives:\n  labels: {{}}\n")
+    config.write_text(
+        f"teacher:\n  model: {tiny_teacher_dir}\ndata:\n  train:\n    path: train.jsonl\n    label_column: null\nobjectives:\n  labels: {{}}\n"
+    )
     with pytest.raises(ConfigError, match="objectives.labels needs gold labels"):
         load_config(config)
 

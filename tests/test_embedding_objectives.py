@@ -28,7 +28,7 @@ def teacher_outputs(values=TEACHER) -> Outputs:
 
 
 def cosine(a: list[float], b: list[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b))
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
     return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
 
 
@@ -38,7 +38,7 @@ def softmax(row: list[float]) -> list[float]:
 
 
 def hand_kl(p: list[float], q: list[float]) -> float:
-    return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q) if pi > 0)
+    return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True) if pi > 0)
 
 
 def test_mse_is_the_mean_over_source_and_translation_rows():
@@ -54,7 +54,7 @@ def test_mse_without_translations_matches_sources_only():
 
 
 def test_cosine_is_the_mean_distance_over_both_rows():
-    distances = [1 - cosine(s, t) for s, t in zip(STUDENT_SOURCE + STUDENT_TRANSLATION, TEACHER + TEACHER)]
+    distances = [1 - cosine(s, t) for s, t in zip(STUDENT_SOURCE + STUDENT_TRANSLATION, TEACHER + TEACHER, strict=True)]
     # by hand: sources 1 - 1/sqrt2, 1 - 1.4/sqrt2, 1 - 1/sqrt2; translations 1 - 1/sqrt2, 0.2, 0.2
     assert distances[1] == pytest.approx(1 - 1.4 / math.sqrt(2))
     assert distances[4] == pytest.approx(0.2) and distances[5] == pytest.approx(0.2)
@@ -94,9 +94,7 @@ def hand_similarity_term(source, translation, teacher, temperature) -> float:
 @pytest.mark.parametrize("temperature", [0.05, 0.5, 1.0])
 def test_similarity_distillation_matches_hand_computed_kl(temperature):
     expected = hand_similarity_term(STUDENT_SOURCE, STUDENT_TRANSLATION, TEACHER, temperature)
-    terms = SimilarityDistillation(temperature)(
-        student_outputs(STUDENT_SOURCE, STUDENT_TRANSLATION), teacher_outputs(), {}
-    )
+    terms = SimilarityDistillation(temperature)(student_outputs(STUDENT_SOURCE, STUDENT_TRANSLATION), teacher_outputs(), {})
     assert terms["embedding_similarity"].item() == pytest.approx(expected, rel=1e-5)
 
 
@@ -107,10 +105,8 @@ def test_similarity_distillation_by_hand_at_temperature_one():
     r = 1 / math.sqrt(2)
     trans_to_source = [[0.0, 0.0, -1.0], [r, r, r], [1.4 * r, 1.4 * r, 0.2 * r]]
     teacher = [[1.0, 0.6, 0.0], [0.6, 1.0, 0.8], [0.0, 0.8, 1.0]]
-    source_to_trans = [list(column) for column in zip(*trans_to_source)]
-    expected = sum(
-        hand_kl(softmax(teacher[i]), softmax(matrix[i])) for matrix in (trans_to_source, source_to_trans) for i in range(3)
-    ) / 6
+    source_to_trans = [list(column) for column in zip(*trans_to_source, strict=True)]
+    expected = sum(hand_kl(softmax(teacher[i]), softmax(matrix[i])) for matrix in (trans_to_source, source_to_trans) for i in range(3)) / 6
     terms = SimilarityDistillation(1.0)(student_outputs(STUDENT_SOURCE, STUDENT_TRANSLATION), teacher_outputs(), {})
     assert terms["embedding_similarity"].item() == pytest.approx(expected, rel=1e-5)
 
@@ -147,13 +143,16 @@ def test_similarity_distillation_lets_repeated_sources_share_target_mass():
 
 
 def test_similarity_distillation_without_translations_compares_source_similarities():
-    expected = sum(
-        hand_kl(
-            softmax([cosine(TEACHER[i], TEACHER[j]) / 0.5 for j in range(3)]),
-            softmax([cosine(STUDENT_SOURCE[i], STUDENT_SOURCE[j]) / 0.5 for j in range(3)]),
+    expected = (
+        sum(
+            hand_kl(
+                softmax([cosine(TEACHER[i], TEACHER[j]) / 0.5 for j in range(3)]),
+                softmax([cosine(STUDENT_SOURCE[i], STUDENT_SOURCE[j]) / 0.5 for j in range(3)]),
+            )
+            for i in range(3)
         )
-        for i in range(3)
-    ) / 3
+        / 3
+    )
     value = SimilarityDistillation(0.5)(student_outputs(STUDENT_SOURCE), teacher_outputs(), {})
     assert value["embedding_similarity"].item() == pytest.approx(expected, rel=1e-5)
 
@@ -173,9 +172,7 @@ def test_missing_embeddings_are_named():
 
 
 def test_objective_set_logs_each_embedding_term_by_name():
-    objectives = ObjectiveSet(
-        {"mse": EmbeddingMSE(), "similarity": SimilarityDistillation(1.0)}, {"mse": 2.0, "similarity": 0.5}
-    )
+    objectives = ObjectiveSet({"mse": EmbeddingMSE(), "similarity": SimilarityDistillation(1.0)}, {"mse": 2.0, "similarity": 0.5})
     total, terms = objectives(student_outputs(STUDENT_SOURCE, STUDENT_TRANSLATION), teacher_outputs(), {})
     assert set(terms) == {"embedding_mse", "embedding_similarity"}
     assert total.item() == pytest.approx(2.0 * terms["embedding_mse"].item() + 0.5 * terms["embedding_similarity"].item())

@@ -14,7 +14,7 @@ from tests.conftest import FILLER, KEYWORDS, tiny_bert_config
 
 #: a made-up second language: every word has its own translation (a fixed permutation of the vocabulary)
 WORDS = FILLER + [w for group in KEYWORDS for w in group]
-TRANSLATE = dict(zip(WORDS, random.Random(7).sample(WORDS, len(WORDS))))
+TRANSLATE = dict(zip(WORDS, random.Random(7).sample(WORDS, len(WORDS)), strict=True))
 
 
 def parallel_rows(n: int, seed: int) -> list[dict]:

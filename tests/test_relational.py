@@ -68,12 +68,8 @@ def test_matches_naive_pairs_and_triples_across_widths():
     student, teacher = seeded(0, 5, 3), teacher_with_an_outlier()
     got = terms(outputs(student), outputs(teacher), distance_weight=1.0, angle_weight=1.0)
     assert set(got) == {"relational_distance", "relational_angle"}
-    assert got["relational_distance"].item() == pytest.approx(
-        naive_distance_term(student.tolist(), teacher.tolist()), rel=1e-5
-    )
-    assert got["relational_angle"].item() == pytest.approx(
-        naive_angle_term(student.tolist(), teacher.tolist()), rel=1e-5
-    )
+    assert got["relational_distance"].item() == pytest.approx(naive_distance_term(student.tolist(), teacher.tolist()), rel=1e-5)
+    assert got["relational_angle"].item() == pytest.approx(naive_angle_term(student.tolist(), teacher.tolist()), rel=1e-5)
 
 
 def test_both_student_views_learn_the_teachers_relations_among_sources():

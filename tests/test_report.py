@@ -99,7 +99,7 @@ def test_evaluate_classification_matches_independent_predictions(wordpiece_token
         gold = [examples[i]["label"] for i in rows]
         correct = sum(student_names[i] == examples[i]["label"] for i in rows)
         assert entry["student"]["accuracy"] == pytest.approx(correct / len(rows))
-        assert entry["teacher"]["accuracy"] == pytest.approx(np.mean([teacher_names[i] == g for i, g in zip(rows, gold)]))
+        assert entry["teacher"]["accuracy"] == pytest.approx(np.mean([teacher_names[i] == g for i, g in zip(rows, gold, strict=True)]))
         agreeing = sum(student_names[i] == teacher_names[i] for i in rows)
         assert entry["student"]["agreement"] == pytest.approx(agreeing / len(rows))
     assert result["overall"]["n"] == len(examples)
@@ -110,7 +110,11 @@ def test_evaluate_run_writes_layout_and_self_contained_report(wordpiece_tokenize
     teacher = make_classifier(wordpiece_tokenizer, seed=2, layers=4)
     settings = EfficiencySettings.quick(peak_memory="in_process", batch_size=8, repeats=4, throughput_batches=1)
     evaluate_run(
-        tmp_path, student=student, tokenizer=wordpiece_tokenizer, dataset=dataset, teacher=teacher,
+        tmp_path,
+        student=student,
+        tokenizer=wordpiece_tokenizer,
+        dataset=dataset,
+        teacher=teacher,
         config={"teacher": "tiny-teacher", "student": "tiny-student", "data": "synthetic", "objectives": ["logits"]},
         efficiency=settings,
     )
@@ -144,7 +148,7 @@ def test_evaluate_run_writes_layout_and_self_contained_report(wordpiece_tokenize
 
 def hand_made_metrics(retention_by_language: dict[str, float], *, efficiency: bool = True) -> dict:
     """A metrics document whose per-language retentions are known in advance."""
-    gold, student, teacher, langs = [], [], [], []
+    gold, teacher, langs = [], [], []
     for code in retention_by_language:
         gold += [0, 1] * 10
         teacher += [0, 1] * 10
@@ -160,7 +164,8 @@ def hand_made_metrics(retention_by_language: dict[str, float], *, efficiency: bo
     teacher_efficiency = dict.fromkeys(EFFICIENCY_KEYS, 1.0) | {"parameters": 1000, "latency_ms_p50": 8.0, "disk_bytes": 4000}
     student_efficiency = teacher_efficiency | {"parameters": 250, "latency_ms_p50": 2.0, "disk_bytes": 1000}
     return build_metrics_document(
-        "classification", quality,
+        "classification",
+        quality,
         teacher_efficiency=teacher_efficiency if efficiency else None,
         student_efficiency=student_efficiency if efficiency else None,
         config={"teacher": "big", "student": "small", "data": "hand-made"},
@@ -187,8 +192,13 @@ def test_report_handles_unknown_metric_keys_and_no_teacher(tmp_path):
             "en": {"n": 10, "teacher": None, "student": {"top1_en_to_x": 1.0, "mrr": 1.0}, "retention": None},
             "ka": {"n": 12, "teacher": None, "student": {"top1_en_to_x": 0.5, "mrr": 0.7}, "retention": None},
         },
-        "overall": {"n": 22, "teacher": None, "student": {"top1_en_to_x": 0.73, "mrr": 0.84}, "retention": None,
-                    "language_mean": {"teacher": None, "student": {"top1_en_to_x": 0.75, "mrr": 0.85}}},
+        "overall": {
+            "n": 22,
+            "teacher": None,
+            "student": {"top1_en_to_x": 0.73, "mrr": 0.84},
+            "retention": None,
+            "language_mean": {"teacher": None, "student": {"top1_en_to_x": 0.75, "mrr": 0.85}},
+        },
     }
     write_metrics(tmp_path / "metrics.json", build_metrics_document("embeddings", quality))
     paths = write_report(tmp_path)
@@ -203,8 +213,13 @@ def test_model_card(tmp_path):
 
     metrics = hand_made_metrics({"de": 0.99, "sw": 0.84})
     path = write_model_card(
-        tmp_path / "student", metrics, teacher="intfloat/multilingual-e5-small", data="Django catalogs",
-        languages=["de", "sw"], objectives={"logits": "KL, temperature 2"}, limits=["Trained on short UI strings."],
+        tmp_path / "student",
+        metrics,
+        teacher="intfloat/multilingual-e5-small",
+        data="Django catalogs",
+        languages=["de", "sw"],
+        objectives={"logits": "KL, temperature 2"},
+        limits=["Trained on short UI strings."],
     )
     card = ModelCard.load(path)
     data = card.data.to_dict()
@@ -212,8 +227,16 @@ def test_model_card(tmp_path):
     assert {"knowledge-distillation", "polydistill"} <= set(data["tags"])
     assert data["library_name"] == "transformers" and data["pipeline_tag"] == "text-classification"
     assert data["base_model"] == "intfloat/multilingual-e5-small"
-    for heading in ("## Teacher", "## Data", "## Languages", "## Objectives", "## Results", "## Efficiency",
-                    "## Intended use", "## Limits"):
+    for heading in (
+        "## Teacher",
+        "## Data",
+        "## Languages",
+        "## Objectives",
+        "## Results",
+        "## Efficiency",
+        "## Intended use",
+        "## Limits",
+    ):
         assert heading in card.text
     assert "| sw (Swahili) |" in card.text and "sw (84.0%)" in card.text and "short UI strings" in card.text
 
@@ -228,8 +251,21 @@ def test_eval_and_report_commands(wordpiece_tokenizer, examples, tmp_path, capsy
         wordpiece_tokenizer.save_pretrained(directory)
     data = write_jsonl(tmp_path / "test.jsonl", examples)
     out = tmp_path / "run"
-    code = cli_main(["eval", str(student_dir), "--data", str(data), "--teacher", str(teacher_dir), "--out", str(out),
-                     "--lang-column", "lang", "--no-efficiency"])
+    code = cli_main(
+        [
+            "eval",
+            str(student_dir),
+            "--data",
+            str(data),
+            "--teacher",
+            str(teacher_dir),
+            "--out",
+            str(out),
+            "--lang-column",
+            "lang",
+            "--no-efficiency",
+        ]
+    )
     assert code == 0
     metrics = read_metrics(out)
     assert sorted(metrics["languages"]) == LANGUAGES and metrics["teacher"] is None

@@ -40,7 +40,9 @@ def test_trainer_draws_languages_balanced_when_alpha_is_zero(tiny_teacher_dir, t
     rows = [{"text": e["text"], "lang": "de" if i % 10 else "fr"} for i, e in enumerate(synthetic_examples(400, seed=3))]
     trainer = DistillationTrainer(
         model=build_student(teacher, keep_layers=1).model,
-        args=TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True, remove_unused_columns=False, per_device_train_batch_size=50),
+        args=TrainingArguments(
+            output_dir=str(tmp_path), report_to="none", use_cpu=True, remove_unused_columns=False, per_device_train_batch_size=50
+        ),
         teacher=teacher,
         objectives=ObjectiveSet({"soft_targets": SoftTargets(2.0)}, {"soft_targets": 1.0}),
         language_alpha=0.0,
@@ -65,11 +67,23 @@ def test_resuming_from_a_checkpoint_restores_the_projection_heads(tiny_teacher_d
         student = build_student(teacher, keep_layers=2, hidden_size=16, num_attention_heads=2, intermediate_size=32).model
         objectives = ObjectiveSet({"hidden_states": HiddenStates({1: 2, 2: 4}, student_width=16, teacher_width=32)}, {"hidden_states": 1.0})
         args = TrainingArguments(
-            output_dir=str(output), report_to="none", use_cpu=True, remove_unused_columns=False,
-            per_device_train_batch_size=16, max_steps=steps, save_strategy="steps", save_steps=2, learning_rate=1e-2,
+            output_dir=str(output),
+            report_to="none",
+            use_cpu=True,
+            remove_unused_columns=False,
+            per_device_train_batch_size=16,
+            max_steps=steps,
+            save_strategy="steps",
+            save_steps=2,
+            learning_rate=1e-2,
         )
         return DistillationTrainer(
-            model=student, args=args, teacher=teacher, objectives=objectives, train_dataset=train, data_collator=DistillationCollator(tokenizer)
+            model=student,
+            args=args,
+            teacher=teacher,
+            objectives=objectives,
+            train_dataset=train,
+            data_collator=DistillationCollator(tokenizer),
         )
 
     first = trainer_for(tmp_path / "a", steps=2)
@@ -118,7 +132,7 @@ def test_student_model_other_than_the_teacher_is_built_from_that_model(tiny_teac
     assert student.config.num_hidden_layers == 2 and student.config.hidden_size == 24
     # learning rate 0: the student is exactly layers 0 and 2 of the other model
     assert torch.equal(student.bert.embeddings.word_embeddings.weight, base.bert.embeddings.word_embeddings.weight)
-    for kept, layer in zip((0, 2), student.bert.encoder.layer):
+    for kept, layer in zip((0, 2), student.bert.encoder.layer, strict=True):
         assert torch.equal(layer.output.dense.weight, base.bert.encoder.layer[kept].output.dense.weight)
 
 

@@ -19,10 +19,24 @@ from polydistill.models.student import build_student, spread_layers
 def tiny(family: str, layers: int = 6):
     torch.manual_seed(0)
     if family == "bert":
-        return BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=32, num_labels=3)), "bert.encoder.layer"
+        return BertForSequenceClassification(
+            BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=32, num_labels=3)
+        ), "bert.encoder.layer"
     if family == "xlm-roberta":
-        return XLMRobertaForSequenceClassification(XLMRobertaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=32, num_labels=3, max_position_embeddings=40)), "roberta.encoder.layer"
-    return DistilBertForSequenceClassification(DistilBertConfig(vocab_size=50, dim=16, n_layers=layers, n_heads=2, hidden_dim=32, num_labels=3)), "distilbert.transformer.layer"
+        return XLMRobertaForSequenceClassification(
+            XLMRobertaConfig(
+                vocab_size=50,
+                hidden_size=16,
+                num_hidden_layers=layers,
+                num_attention_heads=2,
+                intermediate_size=32,
+                num_labels=3,
+                max_position_embeddings=40,
+            )
+        ), "roberta.encoder.layer"
+    return DistilBertForSequenceClassification(
+        DistilBertConfig(vocab_size=50, dim=16, n_layers=layers, n_heads=2, hidden_dim=32, num_labels=3)
+    ), "distilbert.transformer.layer"
 
 
 @pytest.mark.parametrize("family", ["bert", "xlm-roberta", "distilbert"])

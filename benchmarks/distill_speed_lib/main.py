@@ -32,6 +32,7 @@ from distill_speed_lib.tables import aggregate
 #: the script every child runs: a fresh process of the benchmark itself
 SCRIPT = Path(__file__).resolve().parents[1] / "distill_speed.py"
 
+
 def run_child(settings: Settings, step: str, task: str, method: str | None) -> None:
     if settings.threads:
         import torch

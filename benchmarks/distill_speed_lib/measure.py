@@ -18,8 +18,19 @@ def peak_rss_mib() -> float:
 
 
 def method_record(
-    task: str, method: str, settings: Settings, *, teacher_pass: float, optimisation: float, end_to_end: float,
-    examples_seen: int, train_rows: int, peak: float, student_dir: Path, objectives: list[str], sampling: str,
+    task: str,
+    method: str,
+    settings: Settings,
+    *,
+    teacher_pass: float,
+    optimisation: float,
+    end_to_end: float,
+    examples_seen: int,
+    train_rows: int,
+    peak: float,
+    student_dir: Path,
+    objectives: list[str],
+    sampling: str,
 ) -> dict[str, Any]:
     """What every method reports. Training time counts the teacher's pass over the data when it
     is separate (a cache build, the peer's precomputed labels), so a cache is not free here."""

@@ -88,7 +88,9 @@ def child_polydistill(settings: Settings, task: str, method: str) -> dict[str, A
 
     metrics = result.train_metrics
     record = method_record(
-        task, method, settings,
+        task,
+        method,
+        settings,
         teacher_pass=timings["teacher_pass"],
         optimisation=timings["optimisation"],
         end_to_end=end_to_end,

@@ -23,7 +23,6 @@ def child_st_mseloss(settings: Settings, task: str) -> dict[str, Any]:
     embeds every English source once (``teacher.encode``, inside the timed region), and the student
     learns both columns, English and translation, with ``MSELoss`` in ``SentenceTransformerTrainer``."""
     from datasets import Dataset
-    from polydistill.data.sources import read_pairs
     from sentence_transformers import (
         SentenceTransformer,
         SentenceTransformerTrainer,
@@ -31,6 +30,8 @@ def child_st_mseloss(settings: Settings, task: str) -> dict[str, Any]:
     )
     from sentence_transformers.sentence_transformer.losses import MSELoss
     from transformers import set_seed
+
+    from polydistill.data.sources import read_pairs
 
     prepared = read_prepared(settings, task)
     config = validated(recipe_dict(task, settings), task)
@@ -67,7 +68,9 @@ def child_st_mseloss(settings: Settings, task: str) -> dict[str, Any]:
     peak = peak_rss_mib()
     metrics = output.metrics
     return method_record(
-        task, "st-mseloss", settings,
+        task,
+        "st-mseloss",
+        settings,
         teacher_pass=teacher_pass,
         optimisation=optimisation,
         end_to_end=end_to_end,

@@ -71,10 +71,16 @@ def child_trainer_kd(settings: Settings, task: str) -> dict[str, Any]:
             with torch.no_grad():
                 teacher_logits = self.teacher(**teacher_inputs).logits
             t = temperature
-            kl = F.kl_div(
-                F.log_softmax(outputs.logits / t, dim=-1), F.log_softmax(teacher_logits / t, dim=-1),
-                log_target=True, reduction="batchmean",
-            ) * t * t
+            kl = (
+                F.kl_div(
+                    F.log_softmax(outputs.logits / t, dim=-1),
+                    F.log_softmax(teacher_logits / t, dim=-1),
+                    log_target=True,
+                    reduction="batchmean",
+                )
+                * t
+                * t
+            )
             loss = soft_weight * kl + hard_weight * F.cross_entropy(outputs.logits, teacher_logits.argmax(dim=-1))
             return (loss, outputs) if return_outputs else loss
 
@@ -95,7 +101,9 @@ def child_trainer_kd(settings: Settings, task: str) -> dict[str, Any]:
 
     features = train.map(tokenize, batched=True, remove_columns=train.column_names)
     set_seed(config.seed)
-    arguments = TrainingArguments(output_dir=str(output_dir / "checkpoints"), remove_unused_columns=False, **peer_training_arguments(config))
+    arguments = TrainingArguments(
+        output_dir=str(output_dir / "checkpoints"), remove_unused_columns=False, **peer_training_arguments(config)
+    )
     trainer = KDTrainer(
         model=student,
         args=arguments,
@@ -114,7 +122,9 @@ def child_trainer_kd(settings: Settings, task: str) -> dict[str, Any]:
     peak = peak_rss_mib()
     metrics = output.metrics
     return method_record(
-        task, "trainer-kd", settings,
+        task,
+        "trainer-kd",
+        settings,
         teacher_pass=0.0,
         optimisation=optimisation,
         end_to_end=end_to_end,

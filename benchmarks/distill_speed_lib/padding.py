@@ -31,8 +31,8 @@ def child_padding(settings: Settings, task: str) -> dict[str, Any]:
     from transformers import AutoTokenizer
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    from polydistill.training.features import tokenize_for_distillation
     from polydistill.models.loading import load_tokenizer
+    from polydistill.training.features import tokenize_for_distillation
     from polydistill.training.teacher_cache import distinct_teacher_inputs
 
     prepared = read_prepared(settings, task)
@@ -50,8 +50,13 @@ def child_padding(settings: Settings, task: str) -> dict[str, Any]:
         data = read_pairs(config.data.train, config, tokenizer=teacher_tokenizer)
         teacher_column = None
     features = tokenize_for_distillation(
-        data, student_tokenizer, teacher_tokenizer=teacher_tokenizer, max_length=config.data.max_length,
-        teacher_text_column=teacher_column, prefix=config.student_prefix, teacher_prefix=config.teacher.prefix,
+        data,
+        student_tokenizer,
+        teacher_tokenizer=teacher_tokenizer,
+        max_length=config.data.max_length,
+        teacher_text_column=teacher_column,
+        prefix=config.student_prefix,
+        teacher_prefix=config.teacher.prefix,
     )
     student = np.array([len(ids) for ids in features["input_ids"]])
     teacher = np.array([len(ids) for ids in features["teacher_input_ids"]]) if "teacher_input_ids" in features.column_names else student
@@ -70,8 +75,14 @@ def child_padding(settings: Settings, task: str) -> dict[str, Any]:
         "batch_size": batch,
         "student_tokens_mean": float(student.mean()),
         "teacher_tokens_mean": float(teacher.mean()),
-        "random_batches": {"student": padded_share(student, batches(random_order, batch)), "teacher": padded_share(teacher, batches(random_order, batch))},
-        "length_grouped_batches": {"student": padded_share(student, batches(grouped_order, batch)), "teacher": padded_share(teacher, batches(grouped_order, batch))},
+        "random_batches": {
+            "student": padded_share(student, batches(random_order, batch)),
+            "teacher": padded_share(teacher, batches(random_order, batch)),
+        },
+        "length_grouped_batches": {
+            "student": padded_share(student, batches(grouped_order, batch)),
+            "teacher": padded_share(teacher, batches(grouped_order, batch)),
+        },
         "cache_build": {
             "distinct_inputs": len(unique_rows),
             "batch_size": cache_batch,

@@ -13,11 +13,11 @@ from distill_speed_lib.settings import Settings, recipe_dict, task_dir, validate
 def child_prepare(settings: Settings, task: str) -> dict[str, Any]:
     """The teacher (fine-tuned once for classification) and the student initialisation every
     method starts from: the recipe's layers and trimmed vocabulary, saved with save_pretrained."""
-    from polydistill.models.student import build_student
     from polydistill.data.sources import corpus_texts_by_language
+    from polydistill.models.loading import load_classifier, load_encoder, load_tokenizer, save_model_dir
+    from polydistill.models.student import build_student
     from polydistill.models.trim import trim_vocabulary
     from polydistill.models.zoo import resolve_model_path
-    from polydistill.models.loading import load_classifier, load_encoder, load_tokenizer, save_model_dir
 
     config = validated(recipe_dict(task, settings), task)
     directory = task_dir(settings, task)
@@ -33,7 +33,6 @@ def child_prepare(settings: Settings, task: str) -> dict[str, Any]:
         if fresh_head:
             raise SystemExit(f"{teacher_dir} has no trained classification head")
     else:
-
         teacher_dir = base_dir
         base = load_encoder(teacher_dir)
     tokenizer = load_tokenizer(teacher_dir)
@@ -55,7 +54,9 @@ def child_prepare(settings: Settings, task: str) -> dict[str, Any]:
     if task == "embeddings":
         from polydistill.tasks.embeddings import save_sentence_transformer
 
-        save_sentence_transformer(trimmed.model, trimmed.tokenizer, init_dir, prefix=config.student_prefix, max_seq_length=config.data.max_length)
+        save_sentence_transformer(
+            trimmed.model, trimmed.tokenizer, init_dir, prefix=config.student_prefix, max_seq_length=config.data.max_length
+        )
     else:
         save_model_dir(trimmed.model, trimmed.tokenizer, init_dir)
     prepared = {

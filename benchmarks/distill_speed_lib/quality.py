@@ -69,7 +69,6 @@ def classification_quality(model_dir: str, settings: Settings) -> dict[str, Any]
 def embeddings_quality(model_dir: str, settings: Settings, *, prefix: str) -> dict[str, Any]:
     """Top-1 translation retrieval per language and direction (evaluate_embeddings), and per query
     whether it was a hit, for the bootstrap."""
-    from polydistill.tasks.embeddings import encoder_function
     from transformers import AutoModel, AutoTokenizer
 
     from polydistill.evaluation.retrieval import (
@@ -77,6 +76,7 @@ def embeddings_quality(model_dir: str, settings: Settings, *, prefix: str) -> di
         retrieval_ranks,
         retrieval_sets,
     )
+    from polydistill.tasks.embeddings import encoder_function
 
     config, pairs = evaluation_data(settings, "embeddings")
     model = AutoModel.from_pretrained(model_dir).eval()
@@ -100,8 +100,7 @@ def embeddings_quality(model_dir: str, settings: Settings, *, prefix: str) -> di
         "metric": "top-1 translation retrieval, mean over languages and both directions",
         "value": (mean["top1_en_to_x"] + mean["top1_x_to_en"]) / 2,
         "per_language": {
-            code: (entry["student"]["top1_en_to_x"] + entry["student"]["top1_x_to_en"]) / 2
-            for code, entry in report["languages"].items()
+            code: (entry["student"]["top1_en_to_x"] + entry["student"]["top1_x_to_en"]) / 2 for code, entry in report["languages"].items()
         },
         "top1_en_to_x_language_mean": mean["top1_en_to_x"],
         "top1_x_to_en_language_mean": mean["top1_x_to_en"],

@@ -45,10 +45,23 @@ def print_tables(results: dict[str, Any], console) -> None:
     for task, entry in results["tasks"].items():
         records, comparisons = entry["methods"], entry["comparisons"]
         peer = PEERS[task]
-        table = Table(title=f"{task}: {entry['examples_per_epoch']} examples x {results['settings']['epochs']} epochs"
-                      + (" (quick: a few steps)" if results["settings"]["quick"] else ""))
-        for column in ("method", "train s", "teacher s", "examples/s", "x peer", "end-to-end s", "peak RSS MiB",
-                       "x peer mem", entry["metric_short"], "diff vs peer [95% CI]", "cache"):
+        table = Table(
+            title=f"{task}: {entry['examples_per_epoch']} examples x {results['settings']['epochs']} epochs"
+            + (" (quick: a few steps)" if results["settings"]["quick"] else "")
+        )
+        for column in (
+            "method",
+            "train s",
+            "teacher s",
+            "examples/s",
+            "x peer",
+            "end-to-end s",
+            "peak RSS MiB",
+            "x peer mem",
+            entry["metric_short"],
+            "diff vs peer [95% CI]",
+            "cache",
+        ):
             table.add_column(column, justify="left" if column == "method" else "right")
         for method, record in records.items():
             if method == "teacher":
@@ -65,8 +78,12 @@ def print_tables(results: dict[str, Any], console) -> None:
                 f"{record['peak_rss_mib']:.0f}",
                 f"{comparison['peak_memory_ratio']:.2f}" if comparison else "1.00",
                 f"{record['quality']['value']:.3f}",
-                (f"{comparison['quality_difference']:+.3f} [{comparison['quality_difference_ci95'][0]:+.3f}, "
-                 f"{comparison['quality_difference_ci95'][1]:+.3f}]") if comparison else "(peer)",
+                (
+                    f"{comparison['quality_difference']:+.3f} [{comparison['quality_difference_ci95'][0]:+.3f}, "
+                    f"{comparison['quality_difference_ci95'][1]:+.3f}]"
+                )
+                if comparison
+                else "(peer)",
                 (f"{cache['bytes'] / 1e6:.2f} MB{' reused' if cache['reused'] else ''}") if cache else "",
             )
         teacher = records.get("teacher")
@@ -75,7 +92,7 @@ def print_tables(results: dict[str, Any], console) -> None:
         console.print(table)
         if entry.get("padding"):
             console.print("  " + padding_summary(entry["padding"]))
-        for method, record in records.items():
+        for record in records.values():
             if record.get("cache") and not record["cache"]["reused"]:
                 cache = record["cache"]
                 console.print(
@@ -128,7 +145,8 @@ def markdown_tables(results: dict[str, Any]) -> str:
                 + (
                     f"{comparison['quality_difference']:+.3f} [{comparison['quality_difference_ci95'][0]:+.3f}, "
                     f"{comparison['quality_difference_ci95'][1]:+.3f}] |"
-                    if comparison else "(peer) |"
+                    if comparison
+                    else "(peer) |"
                 )
                 + (f" {cache['bytes'] / 1e6:.2f} MB{', reused' if cache['reused'] else ''} |" if cache else " |")
             )
@@ -151,7 +169,9 @@ def aggregate(settings: Settings, console) -> dict[str, Any]:
         for record in records.values():  # the bootstrap's metric must be the evaluation's
             point = point_quality(task, record["quality"]["examples"])
             if abs(point - record["quality"]["value"]) > 1e-9:
-                raise SystemExit(f"{task} {record['method']}: bootstrap metric {point} differs from the evaluation's {record['quality']['value']}")
+                raise SystemExit(
+                    f"{task} {record['method']}: bootstrap metric {point} differs from the evaluation's {record['quality']['value']}"
+                )
         padding_path = task_dir(settings, task) / "padding" / "result.json"
         padding = json.loads(padding_path.read_text()) if padding_path.is_file() else None
         comparisons = compare(task, records) if PEERS[task] in records else {}

@@ -45,9 +45,7 @@ class TeacherConfig(Section):
     revision: str | None = None
     trust_remote_code: bool = False
     finetune: FinetuneConfig | None = None
-    prefix: str = Field(
-        default="", description="text put before every input of this model, e.g. 'query: ' for e5 models"
-    )
+    prefix: str = Field(default="", description="text put before every input of this model, e.g. 'query: ' for e5 models")
     cache: bool = Field(
         default=True,
         description="run the teacher once over the training data and train from its stored outputs; "
@@ -103,10 +101,7 @@ class StudentConfig(Section):
     @model_validator(mode="after")
     def _width_consistent(self) -> StudentConfig:
         if self.hidden_size and self.num_attention_heads and self.hidden_size % self.num_attention_heads:
-            raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be divisible by "
-                f"num_attention_heads ({self.num_attention_heads})"
-            )
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})")
         return self
 
     @property
@@ -125,9 +120,7 @@ class DataSourceConfig(Section):
         default=None,
         description="column the teacher reads instead of text (e.g. the English source of a translation)",
     )
-    translation_column: str | None = Field(
-        default=None, description="embeddings task: the column holding the translation of text"
-    )
+    translation_column: str | None = Field(default=None, description="embeddings task: the column holding the translation of text")
     split: str | None = Field(default=None, description="split of a built-in source: train, dev or test")
     languages: list[str] | None = None
     overlong: Literal["refuse", "truncate"] = "truncate"
@@ -137,9 +130,7 @@ class DataConfig(Section):
     train: DataSourceConfig
     eval: DataSourceConfig | None = None
     max_length: int = Field(default=128, ge=8)
-    balance_alpha: float | None = Field(
-        default=None, ge=0, le=1, description="language-balanced sampling, p ~ n_lang^alpha"
-    )
+    balance_alpha: float | None = Field(default=None, ge=0, le=1, description="language-balanced sampling, p ~ n_lang^alpha")
 
 
 class ObjectivesSection(Section):
@@ -182,19 +173,18 @@ class EvaluationConfig(Section):
     batch_size: int = Field(default=64, ge=1)
 
 
-
-
 class RunConfig(Section):
     task: str = Field(default="classification", description="classification or embeddings (see polydistill.tasks)")
     teacher: TeacherConfig
     student: StudentConfig = Field(default_factory=StudentConfig)
     data: DataConfig
-    objectives: ObjectivesConfig | None = Field(
-        default=None, description="default: the task's (soft_targets for classification, embedding_mse for embeddings)"
-    )
-    training: dict[str, Any] = Field(
-        default_factory=dict, description="passed through to transformers.TrainingArguments"
-    )
+    if TYPE_CHECKING:  # never None once validated: _objectives_fit_the_task fills a missing (or empty) section
+        objectives: ObjectivesConfig
+    else:
+        objectives: ObjectivesConfig | None = Field(
+            default=None, description="default: the task's (soft_targets for classification, embedding_mse for embeddings)"
+        )
+    training: dict[str, Any] = Field(default_factory=dict, description="passed through to transformers.TrainingArguments")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     output_dir: str = "runs/polydistill"
     seed: int = 42
@@ -220,8 +210,6 @@ class RunConfig(Section):
             raise ValueError(f"objectives {sorted(wrong)} do not apply to task '{self.task}'")
         if getattr(self.objectives, "labels", None) is not None and self.data.train.label_column is None:
             raise ValueError("objectives.labels needs gold labels: set data.train.label_column")
-        for _, problem in task.check_config(self):
-            raise ValueError(problem)
         return self
 
     @property
@@ -288,13 +276,25 @@ def validate_config(raw: dict[str, Any], *, source_file: Path | None = None, sou
     except ValidationError as error:
         raise ConfigError(_describe_validation_error(error, source_file, source_text)) from None
     config.source_file = source_file.resolve() if source_file else None
+    _check_task(config, source_text)
     _check_training_arguments(config, source_text)
     _check_files_exist(config)
     return config
 
 
+def _check_task(config: RunConfig, source_text: str | None) -> None:
+    """What the config's task cannot honour, each at the line of the field it concerns."""
+    lines = []
+    for field, problem in get_task(config.task).check_config(config):
+        line = _line_of(source_text, field.split(".")) if source_text else None
+        where = f"{config.source_file}:{line}" if config.source_file and line else str(config.source_file or "config")
+        lines.append(f"{where}: {field}: {problem}")
+    if lines:
+        raise ConfigError("invalid run config\n  " + "\n  ".join(lines))
+
+
 def _check_training_arguments(config: RunConfig, source_text: str | None) -> None:
-    sections = [(("training",), config.training)]
+    sections: list[tuple[tuple[str, ...], dict[str, Any]]] = [(("training",), config.training)]
     if config.teacher.finetune:
         sections.append((("teacher", "finetune", "training"), config.teacher.finetune.training))
     lines = []
@@ -321,7 +321,7 @@ def _describe_validation_error(error: ValidationError, source_file: Path | None,
             message = "required field is missing"
         else:
             got = item.get("input")
-            message = f"{item['msg']} (got {got!r})" if not isinstance(got, dict) else item["msg"]
+            message = f"{item['msg']} (got {got!r})" if not isinstance(got, dict | BaseModel) else item["msg"]
         lines.append(f"{where}: {field}: {message}")
     return "invalid run config\n  " + "\n  ".join(dict.fromkeys(lines))
 
@@ -376,8 +376,7 @@ def _check_files_exist(config: RunConfig) -> None:
         resolved = config.resolve_path(source.path)
         if not resolved.exists():
             raise ConfigError(
-                f"{config.source_file or 'config'}: {field}.path: file '{source.path}' does not exist "
-                f"(looked for {resolved})"
+                f"{config.source_file or 'config'}: {field}.path: file '{source.path}' does not exist (looked for {resolved})"
             )
 
 

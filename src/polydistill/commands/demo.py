@@ -70,6 +70,7 @@ def _demo(args: argparse.Namespace) -> int:
     from polydistill.evaluation.report import metric_name
 
     metrics = result.metrics
+    assert metrics is not None  # both demo recipes have data.eval, so every demo run is evaluated
     metric = primary_metric_for(metrics["task"])
     table = Table(title=f"Teacher vs student, {metric_name(metric)} per language (test split)")
     for column in ("language", "n", "teacher", "student", "retention"):

@@ -32,18 +32,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="directory for metrics.json and the report")
     parser.add_argument("--text-column", default="text", help="column with the input text (default: text)")
     parser.add_argument("--label-column", default="label", help="column with the gold label (default: label)")
-    parser.add_argument(
-        "--lang-column", default=None, help="column with the BCP-47 language code; without one all rows are 'und'"
-    )
+    parser.add_argument("--lang-column", default=None, help="column with the BCP-47 language code; without one all rows are 'und'")
     parser.add_argument(
         "--teacher-text-column",
         default=None,
         help="column the teacher reads instead of the text (e.g. 'en', the English source of a translation)",
     )
     parser.add_argument("--split", default="test", help="split of a built-in catalogs: source (default: test)")
-    parser.add_argument(
-        "--languages", default=None, help="comma-separated languages to keep from a built-in catalogs: source"
-    )
+    parser.add_argument("--languages", default=None, help="comma-separated languages to keep from a built-in catalogs: source")
     parser.add_argument("--max-length", type=int, default=128, help="truncate inputs to this many tokens (default: 128)")
     parser.add_argument("--batch-size", type=int, default=64, help="batch size for predictions (default: 64)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for the speed measurements")

@@ -1,7 +1,7 @@
 """``polydistill models``: list the offline models, or save one as a standard directory.
 
-    polydistill models                         # table of offline models and their cache state
-    polydistill models save REF DIR [--force]  # write REF's standard HF directory to DIR
+polydistill models                         # table of offline models and their cache state
+polydistill models save REF DIR [--force]  # write REF's standard HF directory to DIR
 """
 
 from __future__ import annotations
@@ -36,9 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     save_parser.add_argument("ref", metavar="REF", help="offline:<name>, a model directory or a Hub id")
     save_parser.add_argument("directory", metavar="DIR", help="where to write the model")
-    save_parser.add_argument(
-        "--force", action="store_true", help="write into a non-empty DIR, overwriting files of the same name"
-    )
+    save_parser.add_argument("--force", action="store_true", help="write into a non-empty DIR, overwriting files of the same name")
     save_parser.set_defaults(func=_save_model)
 
 

@@ -190,9 +190,7 @@ def measure_efficiency(
         with _torch_threads(settings.threads) as used_threads, torch.inference_mode():
             latencies_ms, mean_tokens = _time_latency(forward, shuffled, settings, device, tokenizer)
             throughput = _time_throughput(forward, shuffled, settings, device)
-            memory_bytes, memory_method = _peak_memory(
-                model, forward, memory_batch, saved_dir, reloadable, settings, used_threads, device
-            )
+            memory_bytes, memory_method = _peak_memory(model, forward, memory_batch, saved_dir, reloadable, settings, used_threads, device)
 
     return {
         "parameters": parameters,
@@ -248,17 +246,12 @@ def _time_latency(
         latencies.append((time.perf_counter() - start) * 1000.0)
     mean_tokens = None
     if tokenizer is not None:
-        lengths = [
-            len(ids)
-            for ids in tokenizer(latency_texts, truncation=True, max_length=settings.max_length)["input_ids"]
-        ]
+        lengths = [len(ids) for ids in tokenizer(latency_texts, truncation=True, max_length=settings.max_length)["input_ids"]]
         mean_tokens = float(np.mean(lengths))
     return latencies, mean_tokens
 
 
-def _time_throughput(
-    forward: Callable[[list[str]], Any], texts: list[str], settings: EfficiencySettings, device: Any
-) -> float:
+def _time_throughput(forward: Callable[[list[str]], Any], texts: list[str], settings: EfficiencySettings, device: Any) -> float:
     forward(_take_cycled(texts, 0, settings.batch_size))  # warm-up at the timed shape
     _synchronize(device)
     items = 0
@@ -386,9 +379,7 @@ def _can_reset_peak_rss() -> bool:
     return sys.platform.startswith("linux") and os.access("/proc/self/clear_refs", os.W_OK)
 
 
-def _subprocess_peak_memory(
-    model: Any, saved_dir: Path, batch: list[str], settings: EfficiencySettings, threads: int
-) -> int:
+def _subprocess_peak_memory(model: Any, saved_dir: Path, batch: list[str], settings: EfficiencySettings, threads: int) -> int:
     model_class = type(model)
     spec = {
         "model_dir": str(saved_dir),
@@ -464,9 +455,7 @@ def _probe_main(spec_path: str) -> int:
             tokenizer = AutoTokenizer.from_pretrained(spec["model_dir"], local_files_only=True)
             model = model_class.from_pretrained(spec["model_dir"], local_files_only=True)
             model.eval()
-            inputs = tokenizer(
-                spec["texts"], padding=True, truncation=True, max_length=spec["max_length"], return_tensors="pt"
-            )
+            inputs = tokenizer(spec["texts"], padding=True, truncation=True, max_length=spec["max_length"], return_tensors="pt")
             model(**inputs)
         else:  # sentence-transformers and other classes constructed from a directory
             model = model_class(spec["model_dir"])
@@ -494,11 +483,11 @@ def measure_teacher_and_student(
     student: Any,
     tokenizer: Any,
     student_texts: list[str],
-    student_dir: Path | None,
+    student_dir: str | Path | None,
     teacher: Any = None,
     teacher_tokenizer: Any = None,
     teacher_texts: list[str] | None = None,
-    teacher_dir: Path | None = None,
+    teacher_dir: str | Path | None = None,
     max_length: int,
 ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """Both models measured the same way, one after the other in this process (teacher first).

@@ -33,6 +33,9 @@ _DEFAULT_LABEL_NAME = re.compile(r"^LABEL_\d+$")
 
 # --- predictions -------------------------------------------------------------------------
 
+#: full measurement settings (frozen, so one instance serves every call)
+DEFAULT_EFFICIENCY = EfficiencySettings()
+
 
 def predict_logits(
     model: Any,
@@ -148,9 +151,7 @@ def evaluate_classification(
     names = dataset_label_names(dataset, label_column)
 
     student_map = label_alignment(names, student, model_role="student")
-    student_logits = predict_logits(
-        student, tokenizer, texts, batch_size=batch_size, max_length=max_length, description="student"
-    )
+    student_logits = predict_logits(student, tokenizer, texts, batch_size=batch_size, max_length=max_length, description="student")
     student_pred = student_map[student_logits.argmax(-1)]
     teacher_pred = None
     if teacher is not None:
@@ -159,7 +160,11 @@ def evaluate_classification(
             raise DataError(f"the evaluation data has no teacher text column '{teacher_text_column}'")
         teacher_texts = [str(text) for text in dataset[teacher_text_column]] if teacher_text_column else texts
         teacher_logits = predict_logits(
-            teacher, teacher_tokenizer or tokenizer, teacher_texts, batch_size=batch_size, max_length=max_length,
+            teacher,
+            teacher_tokenizer or tokenizer,
+            teacher_texts,
+            batch_size=batch_size,
+            max_length=max_length,
             description="teacher",
         )
         teacher_pred = teacher_map[teacher_logits.argmax(-1)]
@@ -178,9 +183,7 @@ def classification_report_by_language(
     student_pred = np.asarray(student_pred)
     teacher_array = None if teacher_pred is None else np.asarray(teacher_pred)
     language_array = np.asarray(languages, dtype=object)
-    if not (len(gold) == len(student_pred) == len(language_array)) or (
-        teacher_array is not None and len(teacher_array) != len(gold)
-    ):
+    if not (len(gold) == len(student_pred) == len(language_array)) or (teacher_array is not None and len(teacher_array) != len(gold)):
         raise ValueError("gold labels, predictions and languages must have the same length")
 
     per_language: dict[str, Any] = {}
@@ -217,7 +220,7 @@ def summarise_languages(per_language: Mapping[str, Mapping[str, Any]]) -> dict[s
     summary: dict[str, Any] = {"language_mean": {}}
     for role in ("teacher", "student"):
         summary["language_mean"][role] = _mean_by_key([entry.get(role) for entry in per_language.values()])
-    ratios = {code: entry.get("retention") for code, entry in per_language.items() if entry.get("retention")}
+    ratios = {code: ratio for code, entry in per_language.items() if (ratio := entry.get("retention"))}
     if not ratios:
         summary.update(mean_language_retention=None, min_language_retention=None, min_retention_language=None)
         return summary
@@ -268,7 +271,7 @@ def evaluate_run(
     batch_size: int = 64,
     max_length: int = 128,
     teacher_text_column: str | None = None,
-    efficiency: EfficiencySettings | None = EfficiencySettings(),
+    efficiency: EfficiencySettings | None = DEFAULT_EFFICIENCY,
     report: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a classifier (and teacher), measure both, write ``metrics.json`` and the report.
@@ -278,8 +281,14 @@ def evaluate_run(
     texts drawn from ``dataset`` (each model on the column it reads). Returns the document.
     """
     quality = evaluate_classification(
-        student, tokenizer, dataset, teacher=teacher, teacher_tokenizer=teacher_tokenizer,
-        batch_size=batch_size, max_length=max_length, teacher_text_column=teacher_text_column,
+        student,
+        tokenizer,
+        dataset,
+        teacher=teacher,
+        teacher_tokenizer=teacher_tokenizer,
+        batch_size=batch_size,
+        max_length=max_length,
+        teacher_text_column=teacher_text_column,
     )
     teacher_efficiency = student_efficiency = None
     if efficiency is not None:

@@ -47,9 +47,7 @@ def classification_metrics(
     gold = np.asarray(y_true)
     predicted = np.asarray(y_pred)
     if gold.shape != predicted.shape or gold.ndim != 1:
-        raise ValueError(
-            f"y_true and y_pred must be 1-d and of equal length, got {gold.shape} and {predicted.shape}"
-        )
+        raise ValueError(f"y_true and y_pred must be 1-d and of equal length, got {gold.shape} and {predicted.shape}")
     if gold.size == 0:
         raise ValueError("cannot compute metrics of zero examples")
     precision, recall, f1, _ = precision_recall_fscore_support(

@@ -77,8 +77,18 @@ def write_model_card(
         model_name=model_name,
     )
     name = model_name or directory.name
-    body = _card_body(name, metrics, teacher=teacher, data=data, codes=codes, objectives=objectives,
-                      pipeline_tag=pipeline_tag, library=library, intended_use=intended_use, extra_limits=limits)
+    body = _card_body(
+        name,
+        metrics,
+        teacher=teacher,
+        data=data,
+        codes=codes,
+        objectives=objectives,
+        pipeline_tag=pipeline_tag,
+        library=library,
+        intended_use=intended_use,
+        extra_limits=limits,
+    )
     card = ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}")
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "README.md"
@@ -104,8 +114,7 @@ def _card_body(
     lines = [
         f"# {name}",
         "",
-        f"A {task} model distilled from `{teacher}` with "
-        f"polydistill for {len(codes)} language{'s' if len(codes) != 1 else ''}.",
+        f"A {task} model distilled from `{teacher}` with polydistill for {len(codes)} language{'s' if len(codes) != 1 else ''}.",
         "",
         sentence,
         "",

@@ -24,7 +24,9 @@ def classifier_label_names(model_config) -> list[str] | None:
     return names
 
 
-def load_classifier(model_dir: Path, *, label_names: list[str] | None = None, eager_attention: bool = False, trust_remote_code: bool = False):
+def load_classifier(
+    model_dir: Path, *, label_names: list[str] | None = None, eager_attention: bool = False, trust_remote_code: bool = False
+):
     """A sequence classifier, and whether its classification head had to be initialised fresh."""
     from transformers import AutoModelForSequenceClassification
 

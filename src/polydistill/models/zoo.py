@@ -26,8 +26,7 @@ def resolve_model_path(ref: str, *, revision: str | None = None) -> Path:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(
-                f"model directory '{ref}' has no config.json; expected a Hugging Face model "
-                "directory (as written by save_pretrained)"
+                f"model directory '{ref}' has no config.json; expected a Hugging Face model directory (as written by save_pretrained)"
             )
         return path
     if path.exists() or ref.startswith((".", "/", "~")) or ref.count("/") > 1:

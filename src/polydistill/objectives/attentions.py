@@ -14,21 +14,19 @@ from polydistill.objectives.base import Objective, Outputs, token_mask, zero_lik
 from polydistill.objectives.registry import ObjectiveConfig, ObjectiveSpec, register
 
 BOTH_TASKS = frozenset({"classification", "embeddings"})
+Relation = Literal["query", "key", "value"]
+_RELATIONS: tuple[Relation, ...] = ("query", "key", "value")
 
 
 class AttentionsConfig(ObjectiveConfig):
-    layer_map: dict[int, int] | None = Field(
-        default=None, description="student layer -> teacher layer (0-based); built when omitted"
-    )
+    layer_map: dict[int, int] | None = Field(default=None, description="student layer -> teacher layer (0-based); built when omitted")
 
 
 class AttentionRelationsConfig(ObjectiveConfig):
     teacher_layer: int = Field(default=-1, description="0-based; negative counts from the end")
     student_layer: int = -1
     relation_heads: int = Field(default=12, ge=1)
-    relations: list[Literal["query", "key", "value"]] = Field(
-        default_factory=lambda: ["query", "key", "value"], min_length=1
-    )
+    relations: list[Relation] = Field(default_factory=lambda: list(_RELATIONS), min_length=1)
 
 
 class Attentions(Objective):
@@ -47,6 +45,8 @@ class Attentions(Objective):
         self.layer_map = dict(sorted(layer_map.items()))
 
     def forward(self, student: Outputs, teacher: Outputs, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        # present because this objective requires them (the trainer asks the models, the cache stores them)
+        assert student.attentions is not None and teacher.attentions is not None
         mask = token_mask(student, teacher, batch)  # (B, T)
         length = mask.shape[1]
         if not mask.any():
@@ -118,9 +118,7 @@ class AttentionRelations(Objective):
         return terms
 
 
-def _check_attention_layers(
-    section: AttentionsConfig, teacher_layers: int, student_layers: int
-) -> Iterator[tuple[str, str]]:
+def _check_attention_layers(section: AttentionsConfig, teacher_layers: int, student_layers: int) -> Iterator[tuple[str, str]]:
     for student_index, teacher_index in (section.layer_map or {}).items():
         if not 0 <= teacher_index < teacher_layers:
             yield "layer_map", f"teacher layer {teacher_index} does not exist (0..{teacher_layers - 1})"
@@ -128,9 +126,7 @@ def _check_attention_layers(
             yield "layer_map", f"student layer {student_index} does not exist (0..{student_layers - 1})"
 
 
-def _check_relation_layers(
-    section: AttentionRelationsConfig, teacher_layers: int, student_layers: int
-) -> Iterator[tuple[str, str]]:
+def _check_relation_layers(section: AttentionRelationsConfig, teacher_layers: int, student_layers: int) -> Iterator[tuple[str, str]]:
     if not -teacher_layers <= section.teacher_layer < teacher_layers:
         yield "teacher_layer", f"the teacher has {teacher_layers} layers"
     if not -student_layers <= section.student_layer < student_layers:

@@ -8,10 +8,19 @@ forward hooks (:mod:`polydistill.objectives.capture`) for self-attention-relatio
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import torch
 from torch import nn
+
+
+class Layers(Protocol):
+    """Per-layer tensors indexed by layer, negative indices from the end: the tuple a model
+    returns, or the teacher cache's :class:`~polydistill.training.cache.CachedLayers`."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int, /) -> torch.Tensor: ...
 
 
 @dataclass
@@ -24,8 +33,8 @@ class Outputs:
     """
 
     logits: torch.Tensor | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
+    hidden_states: Layers | None = None
+    attentions: Layers | None = None
     qkv: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
     attention_mask: torch.Tensor | None = None
     embeddings: torch.Tensor | None = None
@@ -50,9 +59,7 @@ class Objective(nn.Module):
         objective that reads layers overrides this to name them, resolving negative indices
         against ``teacher_layers`` the way the online teacher's outputs would be indexed."""
         if not self.requires <= {"embeddings"}:
-            raise ValueError(
-                f"{type(self).__name__} needs {sorted(self.requires)}, which the teacher cache does not know how to store"
-            )
+            raise ValueError(f"{type(self).__name__} needs {sorted(self.requires)}, which the teacher cache does not know how to store")
         return ["embeddings"] if self.requires else []
 
 
@@ -63,6 +70,8 @@ def token_mask(student: Outputs, teacher: Outputs, batch: dict[str, torch.Tensor
     text, an example whose two tokenisations differ in length cannot be matched token by token;
     ``batch["token_aligned"]`` (B,) marks the ones that can.
     """
+    # both sides always carry their attention mask: the trainer and the teacher cache fill it
+    assert student.attention_mask is not None and teacher.attention_mask is not None
     mask = student.attention_mask.bool()
     length = min(mask.shape[1], teacher.attention_mask.shape[1])
     mask = mask[:, :length] & teacher.attention_mask[:, :length].bool()

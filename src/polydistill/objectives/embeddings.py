@@ -65,8 +65,11 @@ class _PointMatching(Objective):
 
     def __init__(self, student_width: int | None = None, teacher_width: int | None = None):
         super().__init__()
-        needs_projection = student_width is not None and teacher_width is not None and student_width != teacher_width
-        self.projection = nn.Linear(student_width, teacher_width) if needs_projection else None
+        self.projection = (
+            nn.Linear(student_width, teacher_width)
+            if student_width is not None and teacher_width is not None and student_width != teacher_width
+            else None
+        )
 
     def paired_rows(self, student: Outputs, teacher: Outputs) -> tuple[torch.Tensor, torch.Tensor]:
         target = _teacher_embeddings(teacher)
@@ -135,9 +138,7 @@ class SimilarityDistillation(Objective):
         teacher_vectors = F.normalize(_teacher_embeddings(teacher), dim=-1)
         views = [F.normalize(view, dim=-1) for view in _student_views(student)]
         if views[0].shape[0] != teacher_vectors.shape[0]:
-            raise ValueError(
-                f"student batch {views[0].shape[0]} and teacher batch {teacher_vectors.shape[0]} differ in size"
-            )
+            raise ValueError(f"student batch {views[0].shape[0]} and teacher batch {teacher_vectors.shape[0]} differ in size")
         if views[0].shape[0] < 2:  # one row has no neighbours to keep
             return {"embedding_similarity": zero_like(views[0])}
         targets = F.log_softmax(teacher_vectors @ teacher_vectors.T / self.temperature, dim=-1)

@@ -41,12 +41,12 @@ class HiddenStates(Objective):
         self.layer_map = dict(sorted(layer_map.items()))
         self.loss = loss
         self.projections = nn.ModuleDict(
-            {str(s): nn.Linear(student_width, teacher_width) for s in self.layer_map}
-            if student_width != teacher_width
-            else {}
+            {str(s): nn.Linear(student_width, teacher_width) for s in self.layer_map} if student_width != teacher_width else {}
         )
 
     def forward(self, student: Outputs, teacher: Outputs, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        # present because this objective requires them (the trainer asks the models, the cache stores them)
+        assert student.hidden_states is not None and teacher.hidden_states is not None
         mask = token_mask(student, teacher, batch)
         length = mask.shape[1]
         if not mask.any():

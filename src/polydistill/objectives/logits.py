@@ -26,6 +26,7 @@ class SoftTargets(Objective):
         self.temperature = temperature
 
     def forward(self, student: Outputs, teacher: Outputs, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        assert student.logits is not None and teacher.logits is not None  # classification models and caches have logits
         t = self.temperature
         student_log_probs = F.log_softmax(student.logits.float() / t, dim=-1)
         teacher_log_probs = F.log_softmax(teacher.logits.float() / t, dim=-1)
@@ -37,6 +38,7 @@ class HardTargets(Objective):
     """Cross-entropy against the teacher's argmax (pseudo-labels)."""
 
     def forward(self, student: Outputs, teacher: Outputs, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        assert student.logits is not None and teacher.logits is not None  # classification models and caches have logits
         return {"hard_targets": F.cross_entropy(student.logits.float(), teacher.logits.argmax(dim=-1))}
 
 
@@ -44,6 +46,7 @@ class Labels(Objective):
     """Cross-entropy against gold labels; rows labelled -100 (unlabelled) are ignored."""
 
     def forward(self, student: Outputs, teacher: Outputs, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        assert student.logits is not None  # a classification student has logits
         labels = batch.get("labels")
         if labels is None or not (labels != -100).any():
             return {"labels": zero_like(student.logits)}
@@ -51,10 +54,6 @@ class Labels(Objective):
 
 
 CLASSIFICATION = frozenset({"classification"})
-register(
-    ObjectiveSpec(
-        "soft_targets", SoftTargetsConfig, CLASSIFICATION, build=lambda section, **_: SoftTargets(section.temperature)
-    )
-)
+register(ObjectiveSpec("soft_targets", SoftTargetsConfig, CLASSIFICATION, build=lambda section, **_: SoftTargets(section.temperature)))
 register(ObjectiveSpec("hard_targets", ObjectiveConfig, CLASSIFICATION, build=lambda section, **_: HardTargets()))
 register(ObjectiveSpec("labels", ObjectiveConfig, CLASSIFICATION, build=lambda section, **_: Labels()))

@@ -42,9 +42,7 @@ _EPS = 1e-12
 
 class RelationalConfig(ObjectiveConfig):
     distance_weight: float = Field(default=1.0, ge=0, description="weight of the distance-wise term")
-    angle_weight: float = Field(
-        default=2.0, ge=0, description="weight of the angle-wise term (the paper's ratio is 1:2, 25 and 50)"
-    )
+    angle_weight: float = Field(default=2.0, ge=0, description="weight of the angle-wise term (the paper's ratio is 1:2, 25 and 50)")
 
     @model_validator(mode="after")
     def _some_term(self) -> RelationalConfig:
@@ -123,8 +121,6 @@ register(
         "relational",
         RelationalConfig,
         frozenset({"classification", "embeddings"}),
-        build=lambda section, **_: Relational(
-            distance_weight=section.distance_weight, angle_weight=section.angle_weight
-        ),
+        build=lambda section, **_: Relational(distance_weight=section.distance_weight, angle_weight=section.angle_weight),
     )
 )

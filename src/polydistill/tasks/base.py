@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from polydistill.config import RunConfig
@@ -78,9 +78,10 @@ class Task(Protocol):
 
 
 _TASKS: dict[str, type[Task]] = {}
+_TaskClass = TypeVar("_TaskClass", bound=type[Task])
 
 
-def register_task(task: type[Task]) -> type[Task]:
+def register_task(task: _TaskClass) -> _TaskClass:
     """Class decorator: make a task available to run configs under ``task.name``."""
     if task.name in _TASKS and _TASKS[task.name] is not task:
         raise ValueError(f"two tasks are registered as '{task.name}'")

@@ -8,7 +8,7 @@ evaluated per language by accuracy and macro precision, recall and F1 beside the
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 class Classification:
     name: ClassVar[str] = "classification"
     pipeline_tag: ClassVar[str] = "text-classification"
-    default_objectives: ClassVar[dict[str, dict[str, Any]]] = {"soft_targets": {}}
+    default_objectives: ClassVar[Mapping[str, Mapping[str, Any]]] = {"soft_targets": {}}
     cached_outputs: ClassVar[frozenset[str]] = frozenset({"logits"})
 
     def check_config(self, config: RunConfig) -> Iterable[tuple[str, str]]:
@@ -68,6 +68,7 @@ class Classification:
         save_model_dir(student, tokenizer, directory)
 
     def evaluate(self, config: RunConfig, output_dir: Path, models: TrainedModels, evaluation: Any) -> dict[str, Any]:
+        assert config.data.eval is not None  # evaluation data are read from data.eval only
         console.print("[bold]Evaluating[/] teacher and student per language")
         models.student.eval()
         return evaluate_run(

@@ -10,7 +10,7 @@ how well it keeps the teacher's similarity structure.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -36,12 +36,12 @@ if TYPE_CHECKING:
 class Embeddings:
     name: ClassVar[str] = "embeddings"
     pipeline_tag: ClassVar[str] = "sentence-similarity"
-    default_objectives: ClassVar[dict[str, dict[str, Any]]] = {"embedding_mse": {}}
+    default_objectives: ClassVar[Mapping[str, Mapping[str, Any]]] = {"embedding_mse": {}}
     cached_outputs: ClassVar[frozenset[str]] = frozenset({"embeddings"})
 
     def check_config(self, config: RunConfig) -> Iterable[tuple[str, str]]:
         if config.teacher.finetune is not None:
-            yield "teacher.finetune", "teacher.finetune applies to classification; an embeddings teacher is used as it is"
+            yield "teacher.finetune", "applies to classification; an embeddings teacher is used as it is"
 
     def read_data(self, config: RunConfig, *, tokenizer: Any, teacher_config: Any) -> TaskData:
         train = read_pairs(config.data.train, config, tokenizer=tokenizer)
@@ -73,8 +73,15 @@ class Embeddings:
         if efficiency is not None:
             texts = [str(t) for t in evaluation.select_columns(["translation"])[:]["translation"]]
             teacher_efficiency, student_efficiency = measure_teacher_and_student(
-                efficiency, student=models.student, tokenizer=models.tokenizer, student_texts=texts, student_dir=models.student_dir,
-                teacher=models.teacher, teacher_tokenizer=models.teacher_tokenizer, teacher_dir=models.teacher_dir, max_length=max_length,
+                efficiency,
+                student=models.student,
+                tokenizer=models.tokenizer,
+                student_texts=texts,
+                student_dir=models.student_dir,
+                teacher=models.teacher,
+                teacher_tokenizer=models.teacher_tokenizer,
+                teacher_dir=models.teacher_dir,
+                max_length=max_length,
             )
         document = build_metrics_document(
             "embeddings",

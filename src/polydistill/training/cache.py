@@ -387,8 +387,14 @@ class TeacherCache:
                 console.print(f"[yellow]Teacher cache[/] {final} is incomplete ({problem}): rebuilding it")
             with atomic_directory(final, manifest_name=MANIFEST_FILE) as partial:
                 forward_batches = _CacheWriter(
-                    partial, fingerprint=fingerprint, teacher=teacher, features=features, collator=collator,
-                    fields=fields, batch_size=batch_size, device=device,
+                    partial,
+                    fingerprint=fingerprint,
+                    teacher=teacher,
+                    features=features,
+                    collator=collator,
+                    fields=fields,
+                    batch_size=batch_size,
+                    device=device,
                 ).write()
         console.print(f"[bold green]Teacher cache[/] written: {final}")
         cache = cls.open(final, fingerprint=fingerprint, fields=fields)
@@ -480,13 +486,18 @@ class TeacherCache:
         )
         device = input_ids.device
         values = {name: tensor.to(device) for name, tensor in values.items()}
-        hidden, attentions, qkv = {}, {}, {}
+        hidden: dict[int, torch.Tensor] = {}
+        attentions: dict[int, torch.Tensor] = {}
+        qkv: dict[int, dict[str, torch.Tensor]] = {}
         for field in self._fields:
+            if field.layer is None:  # logits and embeddings, read by name below
+                continue
             if field.kind == "hidden_states":
                 hidden[field.layer] = values[field.name]
             elif field.kind == "attentions":
                 attentions[field.layer] = values[field.name]
             elif field.kind == "qkv":
+                assert field.role is not None  # Field.parse gives every qkv field its role
                 qkv.setdefault(field.layer, {})[field.role] = values[field.name]
         extra = {"embeddings": values["embeddings"]} if "embeddings" in values and "embeddings" in _OUTPUTS_FIELDS else {}
         return Outputs(
@@ -568,10 +579,10 @@ class _CacheWriter:
         lengths = _row_lengths(self.features, self.prefix)
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         self.lengths = lengths
-        qkv_layers = sorted({f.layer for f in self.fields if f.kind == "qkv"})
+        qkv_layers = sorted({f.layer for f in self.fields if f.kind == "qkv" and f.layer is not None})
         recorder = QKVRecorder(self.teacher, qkv_layers) if qkv_layers else None
         self.teacher.eval().to(self.device)
-        self.arrays: dict[str, np.ndarray] = {}
+        self.arrays: dict[str, np.memmap] = {}
         hashes = np.zeros(examples, dtype=np.uint64)
         forward_batches = 0
         try:
@@ -687,10 +698,9 @@ class _CacheWriter:
             elif field.kind in TOKEN_FIELDS:
                 shape = (tokens, widths[field.name])
             else:
+                assert self.attention_offsets is not None  # set above: there is an attentions field
                 shape = (int(self.attention_offsets[-1]),)
-            self.arrays[field.file] = np.lib.format.open_memmap(
-                self.directory / field.file, mode="w+", dtype=field.dtype, shape=shape
-            )
+            self.arrays[field.file] = np.lib.format.open_memmap(self.directory / field.file, mode="w+", dtype=field.dtype, shape=shape)
 
     def _store(self, start: int, stop: int, values: dict[str, Any]) -> None:
         for field in self.fields:
@@ -700,6 +710,7 @@ class _CacheWriter:
             elif field.kind in TOKEN_FIELDS:
                 target[self.offsets[start] : self.offsets[stop]] = value
             else:
+                assert self.attention_offsets is not None  # _allocate sets it for attentions fields
                 target[self.attention_offsets[start] : self.attention_offsets[stop]] = np.concatenate(value)
 
 

@@ -27,6 +27,7 @@ FINETUNE_RECORD = "finetune.json"
 def finetune_key(config: RunConfig, base_dir: Path) -> str:
     """Identifies a fine-tuning: the base model, the data and the training arguments."""
     finetune = config.teacher.finetune
+    assert finetune is not None  # callers fine-tune only configs with a teacher.finetune section
     payload = {
         "base": fingerprint_weights(base_dir),
         "data": finetune.data.model_dump(mode="json"),
@@ -41,22 +42,24 @@ def finetune_key(config: RunConfig, base_dir: Path) -> str:
 
 def finetune_teacher(config: RunConfig, base_dir: Path, output_dir: Path, *, label_names: list[str] | None) -> Path:
     """Fine-tune ``base_dir`` on ``teacher.finetune.data`` and return the saved classifier's directory."""
+    finetune = config.teacher.finetune
+    assert finetune is not None  # callers fine-tune only configs with a teacher.finetune section
     key = finetune_key(config, base_dir)
     record = output_dir / FINETUNE_RECORD
     if record.is_file() and json.loads(record.read_text()).get("key") == key:
         console.print(f"[bold]Teacher[/] reusing the fine-tuned teacher in {output_dir}")
         return output_dir
 
-    console.print(f"[bold]Teacher[/] fine-tuning {config.teacher.model} on {config.teacher.finetune.data.path}")
+    console.print(f"[bold]Teacher[/] fine-tuning {config.teacher.model} on {finetune.data.path}")
     tokenizer = load_tokenizer(base_dir, config.teacher.trust_remote_code)
-    data = read_labelled(config.teacher.finetune.data, config, tokenizer=tokenizer, label_names=label_names)
+    data = read_labelled(finetune.data, config, tokenizer=tokenizer, label_names=label_names)
     names = label_names or list(data.features["label"].names)
     model, _ = load_classifier(base_dir, label_names=names, trust_remote_code=config.teacher.trust_remote_code)
-    if config.teacher.finetune.freeze_word_embeddings:
+    if finetune.freeze_word_embeddings:
         model.get_input_embeddings().requires_grad_(False)
     trainer = DistillationTrainer(
         model=model,
-        args=training_arguments(config, output_dir / "checkpoints", config.teacher.finetune.training),
+        args=training_arguments(config, output_dir / "checkpoints", finetune.training),
         teacher=None,
         objectives=ObjectiveSet({"labels": Labels()}, {"labels": 1.0}),
         train_dataset=tokenize_for_distillation(data, tokenizer, max_length=config.data.max_length),

@@ -93,7 +93,9 @@ def distil(config: RunConfig, task: Task, teacher, teacher_tokenizer, base, toke
     train_features = tokenize_for_distillation(data.train, tokenizer, teacher_text_column=_teacher_text(config.data.train), **tokenize)
     eval_features = None
     if data.evaluation is not None:
-        eval_features = tokenize_for_distillation(data.evaluation, tokenizer, teacher_text_column=_teacher_text(config.data.eval), **tokenize)
+        eval_features = tokenize_for_distillation(
+            data.evaluation, tokenizer, teacher_text_column=_teacher_text(config.data.eval), **tokenize
+        )
     arguments = training_arguments(config, output_dir / "checkpoints", config.training)
     teacher_cache = None
     if config.teacher.cache:

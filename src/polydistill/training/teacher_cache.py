@@ -31,7 +31,9 @@ def distinct_teacher_inputs(features) -> tuple[list[int], list[int]]:
     return [first_row[key] for key in ordered], [position[key] for key in keys]
 
 
-def cached_teacher(config: RunConfig, task: Task, teacher, teacher_tokenizer, tokenizer, train_features, objectives, arguments) -> tuple[TeacherCache, Any]:
+def cached_teacher(
+    config: RunConfig, task: Task, teacher, teacher_tokenizer, tokenizer, train_features, objectives, arguments
+) -> tuple[TeacherCache, Any]:
     """The teacher's outputs over the distinct training inputs (built, or reused from an earlier run
     with the same teacher weights, tokenizer, inputs and fields), and the training features with
     each row's ``example_index`` into them."""

@@ -21,7 +21,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from polydistill.data.columns import column_values
 from polydistill.data.sampling import LanguageBalancedSampler
 from polydistill.models.pooling import last_hidden_state, mean_pool, needs_hidden_states_to_pool
-from polydistill.objectives import ObjectiveSet, Outputs
+from polydistill.objectives import AttentionRelations, ObjectiveSet, Outputs
 from polydistill.objectives.capture import QKVRecorder
 from polydistill.training.cache import TeacherCache
 
@@ -54,7 +54,7 @@ class DistillationTrainer(Trainer):
         if teacher is not None:
             teacher.requires_grad_(False)
             teacher.eval()
-            teacher.to(self.args.device)
+            teacher.to(self.args.device)  # type: ignore[arg-type]  # transformers types PreTrainedModel.to through functools.wraps
         self._recorders = self._qkv_recorders(objectives)
         self._term_sums: dict[str, float] = defaultdict(float)
         self._term_steps = 0
@@ -62,7 +62,9 @@ class DistillationTrainer(Trainer):
     def _qkv_recorders(self, objectives: ObjectiveSet) -> dict[str, QKVRecorder]:
         if "qkv" not in self.requires:
             return {}
-        needing = [o for o in objectives.objectives.values() if "qkv" in o.requires]
+        # only fine-tuning has no teacher, and its one objective (labels) records nothing
+        assert self.model is not None and self.teacher is not None
+        needing = [o for o in objectives.objectives.values() if isinstance(o, AttentionRelations)]
         return {
             "student": QKVRecorder(self.model, [o.student_layer for o in needing]),
             "teacher": QKVRecorder(self.teacher, [o.teacher_layer for o in needing]),
@@ -73,20 +75,22 @@ class DistillationTrainer(Trainer):
     def _forward(self, model: nn.Module, inputs: dict[str, torch.Tensor], role: str) -> Outputs:
         output = model(
             **inputs,
-            output_hidden_states="hidden_states" in self.requires
-            or ("embeddings" in self.requires and needs_hidden_states_to_pool(model)),
+            output_hidden_states="hidden_states" in self.requires or ("embeddings" in self.requires and needs_hidden_states_to_pool(model)),
             output_attentions="attentions" in self.requires,
         )
         recorder = self._recorders.get(role)
+        embeddings = None
+        if "embeddings" in self.requires:
+            last = last_hidden_state(output)
+            assert last is not None  # the models are asked for hidden states where their output lacks last_hidden_state
+            embeddings = mean_pool(last, inputs["attention_mask"])
         return Outputs(
             logits=getattr(output, "logits", None),
             hidden_states=output.hidden_states,
             attentions=output.attentions,
             qkv=recorder.take() if recorder else {},
             attention_mask=inputs["attention_mask"],
-            embeddings=mean_pool(last_hidden_state(output), inputs["attention_mask"])
-            if "embeddings" in self.requires
-            else None,
+            embeddings=embeddings,
         )
 
     def teacher_outputs(self, inputs: dict[str, torch.Tensor]) -> Outputs:
@@ -147,6 +151,7 @@ class DistillationTrainer(Trainer):
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         super()._save(output_dir, state_dict)
         output_dir = output_dir or self.args.output_dir
+        assert output_dir is not None  # TrainingArguments.__post_init__ fills a missing output_dir
         heads = self._objective_state()
         if heads and self.args.should_save:
             save_file(heads, os.path.join(output_dir, DISTILLATION_HEADS_FILE))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +50,12 @@ def plot_per_language(metrics: Mapping[str, Any], path: Path) -> Path:
             show_retention = with_teacher and row.retention is not None
             note = format_percent(row.retention) if show_retention else format_metric(row.student)
             axes.text(
-                max(row.student, row.teacher or 0) + top_value * 0.01, position, note,
-                va="center", fontsize=9, color=_COLOURS[row.flag] if row.flag != "none" else "#333333",
+                max(row.student, row.teacher or 0) + top_value * 0.01,
+                position,
+                note,
+                va="center",
+                fontsize=9,
+                color=_COLOURS[row.flag] if row.flag != "none" else "#333333",
             )
     axes.set_yticks(positions, [_short_label(row) for row in rows], fontsize=9)
     axes.set_xlim(0, top_value * 1.15)
@@ -92,7 +96,7 @@ def plot_size_vs_quality(metrics: Mapping[str, Any], path: Path) -> Path | None:
             points.append((role, efficiency, quality))
     if len(points) < 2:  # one point compares nothing
         return None
-    panels = [("parameters", "parameters (log scale)", format_count)]
+    panels: list[tuple[str, str, Callable[[float], str]]] = [("parameters", "parameters (log scale)", format_count)]
     if all(point[1].get("latency_ms_p50") for point in points):
         panels.append(("latency_ms_p50", "latency p50 at batch 1, ms (log scale)", lambda v: f"{v:.1f} ms"))
     figure = Figure(figsize=(4.6 * len(panels), 3.8), layout="constrained")
@@ -101,11 +105,17 @@ def plot_size_vs_quality(metrics: Mapping[str, Any], path: Path) -> Path | None:
         xs = [point[1][eff_key] for point in points]
         ys = [point[2] for point in points]
         axes.annotate("", xy=(xs[1], ys[1]), xytext=(xs[0], ys[0]), arrowprops={"arrowstyle": "->", "color": "#777777"})
-        for (role, efficiency, quality), x in zip(points, xs, strict=True):
+        for (role, _, quality), x in zip(points, xs, strict=True):
             colour = _COLOURS["teacher"] if role == "teacher" else _COLOURS[_overall_flag(metrics)]
             axes.scatter([x], [quality], s=90, color=colour, zorder=3)
-            axes.annotate(f"{role}\n{formatter(x)}, {format_metric(quality)}", (x, quality), textcoords="offset points",
-                          xytext=(0, 10), ha="center", fontsize=9)
+            axes.annotate(
+                f"{role}\n{formatter(x)}, {format_metric(quality)}",
+                (x, quality),
+                textcoords="offset points",
+                xytext=(0, 10),
+                ha="center",
+                fontsize=9,
+            )
         axes.set_xscale("log")
         axes.xaxis.set_minor_formatter(NullFormatter())
         axes.xaxis.set_major_formatter(NullFormatter())

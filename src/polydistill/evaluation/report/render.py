@@ -89,8 +89,10 @@ def render_html(metrics: Mapping[str, Any], paths: Mapping[str, Path]) -> str:
     flag_columns = {header.index("retention"), header.index("status")} if "retention" in header else set()
     parts.append("<h2>Per language (worst first)</h2>")
     parts.append(_html_table(header, rows, row_classes=flags, flag_columns=flag_columns))
-    for plot_key, alt in (("per_language_plot", "per-language bars, teacher vs student"),
-                          ("size_vs_quality_plot", "size and speed against quality")):
+    for plot_key, alt in (
+        ("per_language_plot", "per-language bars, teacher vs student"),
+        ("size_vs_quality_plot", "size and speed against quality"),
+    ):
         if plot_key in paths:
             encoded = base64.b64encode(paths[plot_key].read_bytes()).decode("ascii")
             parts.append(f'<img alt="{esc(alt)}" src="data:image/png;base64,{encoded}">')
@@ -106,8 +108,7 @@ def render_html(metrics: Mapping[str, Any], paths: Mapping[str, Path]) -> str:
         parts.append("<h2>Run</h2>")
         parts.append(_html_table(["", ""], [[name, value] for name, value in items]))
     meta = metrics.get("meta") or {}
-    parts.append(f'<p class="note">polydistill {esc(str(meta.get("polydistill_version", "")))}, '
-                 f'{esc(str(meta.get("created_at", "")))}</p>')
+    parts.append(f'<p class="note">polydistill {esc(str(meta.get("polydistill_version", "")))}, {esc(str(meta.get("created_at", "")))}</p>')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -125,8 +126,7 @@ def _html_table(
     for index, row in enumerate(rows):
         css = f' class="{row_classes[index]}"' if row_classes else ""
         cells = "".join(
-            f'<td class="flag">{esc(text)}</td>' if column in flag_columns else f"<td>{esc(text)}</td>"
-            for column, text in enumerate(row)
+            f'<td class="flag">{esc(text)}</td>' if column in flag_columns else f"<td>{esc(text)}</td>" for column, text in enumerate(row)
         )
         out.append(f"<tr{css}>{cells}</tr>")
     out.append("</tbody></table></div>")

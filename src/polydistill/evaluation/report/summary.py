@@ -72,7 +72,7 @@ def metric_name(key: str) -> str:
 
 
 def retention_flag(value: float | None) -> str:
-    """"ok" (>= 95%), "warn" (90-95%), "bad" (< 90%) or "none" (no teacher or no ratio)."""
+    """ "ok" (>= 95%), "warn" (90-95%), "bad" (< 90%) or "none" (no teacher or no ratio)."""
     if value is None:
         return "none"
     if value >= RETENTION_OK:
@@ -100,11 +100,7 @@ def language_rows(metrics: Mapping[str, Any]) -> list[LanguageRow]:
         teacher = (entry.get("teacher") or {}).get(key)
         student = (entry.get("student") or {}).get(key)
         ratio = (entry.get("retention") or {}).get(key)
-        rows.append(
-            LanguageRow(
-                str(code), int(entry.get("n", 0)), teacher, student, ratio, (entry.get("student") or {}).get("agreement")
-            )
-        )
+        rows.append(LanguageRow(str(code), int(entry.get("n", 0)), teacher, student, ratio, (entry.get("student") or {}).get("agreement")))
     if has_teacher(metrics):
         return sorted(rows, key=lambda row: (row.retention if row.retention is not None else float("inf"), row.code))
     return sorted(rows, key=lambda row: (row.student if row.student is not None else float("inf"), row.code))
@@ -218,14 +214,10 @@ def verdict(metrics: Mapping[str, Any]) -> tuple[str, str]:
         mean_student = ((overall.get("language_mean") or {}).get("student") or {}).get(key)
         lowest = rows[0] if rows else None
         tail = f" (lowest: {lowest.code} {format_metric(lowest.student)})" if lowest and len(rows) > 1 else ""
-        parts.append(
-            f"Student {name} is {format_metric(mean_student)} on average over {count}{tail}; no teacher to compare with"
-        )
+        parts.append(f"Student {name} is {format_metric(mean_student)} on average over {count}{tail}; no teacher to compare with")
     teacher_eff, student_eff = metrics.get("teacher") or {}, metrics.get("student") or {}
     _, size_phrase = efficiency_ratio("parameters", teacher_eff.get("parameters"), student_eff.get("parameters"))
-    _, speed_phrase = efficiency_ratio(
-        "latency_ms_p50", teacher_eff.get("latency_ms_p50"), student_eff.get("latency_ms_p50")
-    )
+    _, speed_phrase = efficiency_ratio("latency_ms_p50", teacher_eff.get("latency_ms_p50"), student_eff.get("latency_ms_p50"))
     if size_phrase:
         parts.append(f"has {size_phrase} parameters")
     if speed_phrase:
@@ -286,8 +278,13 @@ def language_table(metrics: Mapping[str, Any]) -> tuple[list[str], list[list[str
             status = {"ok": "ok", "warn": "warn", "bad": "BAD", "none": "–"}[row.flag]
             if row.n < SMALL_SAMPLE:
                 status += " (few examples)"
-            cells += [format_metric(row.teacher), format_metric(row.student), format_percent(row.retention),
-                      *([format_metric(row.agreement)] if with_agreement else []), status]
+            cells += [
+                format_metric(row.teacher),
+                format_metric(row.student),
+                format_percent(row.retention),
+                *([format_metric(row.agreement)] if with_agreement else []),
+                status,
+            ]
         else:
             cells += [format_metric(row.student)]
         body.append(cells)
@@ -310,8 +307,15 @@ def efficiency_table(metrics: Mapping[str, Any]) -> tuple[list[str], list[list[s
         label = _EFFICIENCY_NAMES.get(key, key.replace("_", " "))
         if teacher and student:
             ratio, phrase = efficiency_ratio(key, teacher.get(key), student.get(key))
-            rows.append([label, format_efficiency(key, teacher.get(key)), format_efficiency(key, student.get(key)),
-                         "–" if ratio is None else f"{ratio:.3f}", phrase])
+            rows.append(
+                [
+                    label,
+                    format_efficiency(key, teacher.get(key)),
+                    format_efficiency(key, student.get(key)),
+                    "–" if ratio is None else f"{ratio:.3f}",
+                    phrase,
+                ]
+            )
         else:
             source = teacher or student
             rows.append([label, format_efficiency(key, source.get(key))])

