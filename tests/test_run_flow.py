@@ -8,6 +8,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import torch
 from datasets import Dataset
 from safetensors.torch import load_file
@@ -156,3 +157,35 @@ def test_run_json_names_the_fine_tuned_teacher_and_its_base(wordpiece_tokenizer,
     assert record["teacher"]["sha256"] == sha256_of_weights(fine_tuned)
     assert record["teacher"]["fine_tuned_from"]["sha256"] == sha256_of_weights(encoder)
     assert sha256_of_weights(fine_tuned) != sha256_of_weights(encoder)
+
+
+def test_relational_objective_trains_a_classifier_on_its_pooled_final_states(tiny_teacher_dir, tmp_path):
+    from polydistill.models.pooling import mean_pool
+    from polydistill.objectives.base import Outputs
+    from polydistill.objectives.relational import Relational
+
+    teacher = AutoModelForSequenceClassification.from_pretrained(tiny_teacher_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_teacher_dir)
+    student = build_student(teacher, keep_layers=2, hidden_size=16, num_attention_heads=2, intermediate_size=32).model
+    trainer = DistillationTrainer(
+        model=student,
+        args=TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True, remove_unused_columns=False),
+        teacher=teacher,
+        objectives=ObjectiveSet({"relational": Relational()}, {"relational": 1.0}),
+        data_collator=DistillationCollator(tokenizer),
+    )
+    texts = ["the apple now", "we saw a big red bus today", "many drum here", "they took the harp"]
+    batch = DistillationCollator(tokenizer)([dict(tokenizer(t)) for t in texts])
+    student.eval()  # no dropout, so the loss can be recomputed; gradients flow all the same
+    loss = trainer.compute_loss(student, batch)
+    loss.backward()
+    assert student.get_input_embeddings().weight.grad.abs().sum() > 0
+
+    def pooled(model):  # independently: mean of the final hidden states over the real tokens
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        return mean_pool(model(**inputs, output_hidden_states=True).hidden_states[-1], batch["attention_mask"])
+
+    with torch.no_grad():
+        expected = Relational()(Outputs(embeddings=pooled(student)), Outputs(embeddings=pooled(teacher)), {})
+    assert set(expected) == {"relational_distance", "relational_angle"} and expected["relational_angle"] > 0
+    assert loss.item() == pytest.approx((expected["relational_distance"] + expected["relational_angle"]).item(), rel=1e-5)
