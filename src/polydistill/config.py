@@ -282,13 +282,18 @@ def validate_config(raw: dict[str, Any], *, source_file: Path | None = None, sou
     return config
 
 
+def _location(source_file: Path | None, source_text: str | None, path: list[Any]) -> str:
+    """``file:line`` of the deepest node of ``path`` the YAML has (the file alone, or "config", when unknown)."""
+    line = _line_of(source_text, path) if source_text else None
+    return f"{source_file}:{line}" if source_file and line else str(source_file or "config")
+
+
 def _check_task(config: RunConfig, source_text: str | None) -> None:
     """What the config's task cannot honour, each at the line of the field it concerns."""
-    lines = []
-    for field, problem in get_task(config.task).check_config(config):
-        line = _line_of(source_text, field.split(".")) if source_text else None
-        where = f"{config.source_file}:{line}" if config.source_file and line else str(config.source_file or "config")
-        lines.append(f"{where}: {field}: {problem}")
+    lines = [
+        f"{_location(config.source_file, source_text, field.split('.'))}: {field}: {problem}"
+        for field, problem in get_task(config.task).check_config(config)
+    ]
     if lines:
         raise ConfigError("invalid run config\n  " + "\n  ".join(lines))
 
@@ -301,9 +306,7 @@ def _check_training_arguments(config: RunConfig, source_text: str | None) -> Non
     for location, training in sections:
         for key, problem in training_argument_problems(training):
             path = [*location, key]
-            line = _line_of(source_text, path) if source_text else None
-            where = f"{config.source_file}:{line}" if config.source_file and line else str(config.source_file or "config")
-            lines.append(f"{where}: {'.'.join(path)}: '{key}' {problem}")
+            lines.append(f"{_location(config.source_file, source_text, path)}: {'.'.join(path)}: '{key}' {problem}")
     if lines:
         raise ConfigError("invalid run config\n  " + "\n  ".join(lines))
 
@@ -313,8 +316,7 @@ def _describe_validation_error(error: ValidationError, source_file: Path | None,
     for item in error.errors():
         location = [part for part in item["loc"] if not _is_union_branch(part)]
         field = ".".join(str(part) for part in location) or "(top level)"
-        line = _line_of(source_text, location) if source_text else None
-        where = f"{source_file}:{line}" if source_file and line else str(source_file or "config")
+        where = _location(source_file, source_text, location)
         if item["type"] == "extra_forbidden":
             message = f"unknown key '{location[-1]}'{_allowed_keys_hint(location)}"
         elif item["type"] == "missing":

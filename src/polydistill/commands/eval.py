@@ -53,15 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from rich.console import Console
-
+    from polydistill.console import console
     from polydistill.errors import ConfigError
     from polydistill.evaluation.efficiency import EfficiencySettings
     from polydistill.evaluation.evaluate import evaluate_run, model_label_names
 
     if args.max_length < 2 or args.batch_size < 1 or (args.threads is not None and args.threads < 1):
         raise ConfigError("--max-length must be >= 2, --batch-size and --threads >= 1")
-    console = Console(stderr=True)
     student_dir, student, tokenizer = _load_classifier(args.model)
     teacher_dir = teacher = teacher_tokenizer = None
     if args.teacher:

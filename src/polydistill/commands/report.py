@@ -21,8 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from rich.console import Console
-
+    from polydistill.console import console
     from polydistill.evaluation.metrics_file import read_metrics
     from polydistill.evaluation.report import status_headline, verdict, write_report
 
@@ -30,7 +29,6 @@ def run_report(args: argparse.Namespace) -> int:
     paths = write_report(run_dir)
     metrics = read_metrics(run_dir)
     status, sentence = verdict(metrics)
-    console = Console(stderr=True)
     colour = {"ok": "green", "warn": "yellow", "bad": "red"}.get(status, "cyan")
     console.print(f"[bold {colour}]{status_headline(metrics, status)}.[/] {sentence}")
     console.print(f"Wrote {paths['html']} and {paths['markdown']}")

@@ -79,6 +79,7 @@ def _trim(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
+    from polydistill.console import console
     from polydistill.data.sources import DEFAULT_CORPUS, corpus_texts_by_language
     from polydistill.errors import PolydistillError
     from polydistill.models.sentence_transformers_files import sentence_transformers_prompts
@@ -86,7 +87,6 @@ def _trim(args: argparse.Namespace) -> int:
     from polydistill.models.zoo import resolve_model_path
 
     started = time.perf_counter()
-    console = Console(stderr=True)
     out = Path(args.out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
         raise PolydistillError(f"{out} exists and is not empty; choose another --out or pass --force")

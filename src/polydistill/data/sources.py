@@ -59,10 +59,16 @@ BUILTIN_SOURCES = {
 }
 #: the column a source's teacher text is given under, whatever it was called in the source
 TEACHER_TEXT = "teacher_text"
+
 #: the corpus when none is given: the target side of Django's and Sphinx's translation catalogs
 DEFAULT_CORPUS: tuple[str, ...] = (CATALOGS_PREFIX + "all",)
 #: where texts from a file without a language go in the per-language counts
 UNTAGGED = "untagged"
+
+
+def teacher_text_column(source: DataSourceConfig | None) -> str | None:
+    """The column of a read source that the teacher reads instead of ``text``, if it has one."""
+    return TEACHER_TEXT if source is not None and source.teacher_text_column else None
 
 
 def is_builtin(spec: str) -> bool:

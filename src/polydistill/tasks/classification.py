@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from polydistill.console import console
-from polydistill.data.sources import TEACHER_TEXT, read_labelled
+from polydistill.data.sources import read_labelled, teacher_text_column
 from polydistill.errors import ConfigError
 from polydistill.evaluation.efficiency import settings_for
 from polydistill.evaluation.evaluate import dataset_label_names, evaluate_run
@@ -84,5 +84,5 @@ class Classification:
             batch_size=config.evaluation.batch_size,
             max_length=config.data.max_length,
             efficiency=settings_for(config.evaluation.efficiency, max_length=config.data.max_length),
-            teacher_text_column=TEACHER_TEXT if config.data.eval.teacher_text_column else None,
+            teacher_text_column=teacher_text_column(config.data.eval),
         )

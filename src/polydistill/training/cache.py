@@ -52,7 +52,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
 
 from polydistill.atomic import (
     atomic_directory,
@@ -60,6 +59,7 @@ from polydistill.atomic import (
     read_manifest,
     write_manifest,
 )
+from polydistill.console import console
 from polydistill.errors import PolydistillError
 from polydistill.models.pooling import last_hidden_state, mean_pool, needs_hidden_states_to_pool
 from polydistill.objectives.base import Outputs
@@ -76,8 +76,6 @@ ROLES = ("query", "key", "value")
 #: fields stored per token (flat, with token offsets) and per example
 TOKEN_FIELDS = ("hidden_states", "qkv")
 EXAMPLE_FIELDS = ("logits", "embeddings")
-
-console = Console(stderr=True)
 
 
 class TeacherCacheError(PolydistillError):

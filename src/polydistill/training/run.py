@@ -14,7 +14,7 @@ from typing import Any
 from polydistill.atomic import atomic_directory
 from polydistill.config import RunConfig, check_against_teacher
 from polydistill.console import console
-from polydistill.data.sources import TEACHER_TEXT
+from polydistill.data.sources import teacher_text_column
 from polydistill.evaluation.model_card import write_model_card
 from polydistill.models.loading import load_tokenizer
 from polydistill.models.zoo import resolve_model_path
@@ -90,11 +90,13 @@ def distil(config: RunConfig, task: Task, teacher, teacher_tokenizer, base, toke
         prefix=config.student_prefix,
         teacher_prefix=config.teacher.prefix,
     )
-    train_features = tokenize_for_distillation(data.train, tokenizer, teacher_text_column=_teacher_text(config.data.train), **tokenize)
+    train_features = tokenize_for_distillation(
+        data.train, tokenizer, teacher_text_column=teacher_text_column(config.data.train), **tokenize
+    )
     eval_features = None
     if data.evaluation is not None:
         eval_features = tokenize_for_distillation(
-            data.evaluation, tokenizer, teacher_text_column=_teacher_text(config.data.eval), **tokenize
+            data.evaluation, tokenizer, teacher_text_column=teacher_text_column(config.data.eval), **tokenize
         )
     arguments = training_arguments(config, output_dir / "checkpoints", config.training)
     teacher_cache = None
@@ -135,7 +137,3 @@ def student_layer_count(config: RunConfig, base_layers: int) -> int:
     if keep is None:
         return base_layers
     return keep if isinstance(keep, int) else len(keep)
-
-
-def _teacher_text(source) -> str | None:
-    return TEACHER_TEXT if source.teacher_text_column else None

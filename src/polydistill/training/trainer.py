@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -21,7 +22,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from polydistill.data.columns import column_values
 from polydistill.data.sampling import LanguageBalancedSampler
 from polydistill.models.pooling import last_hidden_state, mean_pool, needs_hidden_states_to_pool
-from polydistill.objectives import AttentionRelations, ObjectiveSet, Outputs
+from polydistill.objectives import ObjectiveSet, Outputs
 from polydistill.objectives.capture import QKVRecorder
 from polydistill.training.cache import TeacherCache
 
@@ -64,7 +65,8 @@ class DistillationTrainer(Trainer):
             return {}
         # only fine-tuning has no teacher, and its one objective (labels) records nothing
         assert self.model is not None and self.teacher is not None
-        needing = [o for o in objectives.objectives.values() if isinstance(o, AttentionRelations)]
+        # an objective that requires qkv names the layer pair to record (AttentionRelations' interface)
+        needing: list[Any] = [o for o in objectives.objectives.values() if "qkv" in o.requires]
         return {
             "student": QKVRecorder(self.model, [o.student_layer for o in needing]),
             "teacher": QKVRecorder(self.teacher, [o.teacher_layer for o in needing]),

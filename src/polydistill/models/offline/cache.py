@@ -182,9 +182,8 @@ def _require_packages(model: OfflineModel) -> None:
 
 
 def _build_into_cache(model: OfflineModel, destination: Path, *, reason: str) -> None:
-    from rich.console import Console
+    from polydistill.console import console
 
-    console = Console(stderr=True)
     console.print(f"[bold]polydistill[/]: building offline model '{model.name}' into {destination} ({reason}); this happens once")
     started = time.perf_counter()
     with (
