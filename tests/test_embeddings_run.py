@@ -65,7 +65,7 @@ def test_embeddings_run_saves_a_sentence_transformer_matching_the_in_memory_stud
     from sentence_transformers import SentenceTransformer
 
     from polydistill.config import load_config
-    from polydistill.tasks.embeddings import encoder_function
+    from polydistill.models.pooling import encoder_function
     from polydistill.training.run import run
 
     for name, rows in (("train", parallel_rows(400, 1)), ("test", parallel_rows(60, 2))):

@@ -76,7 +76,7 @@ def embeddings_quality(model_dir: str, settings: Settings, *, prefix: str) -> di
         retrieval_ranks,
         retrieval_sets,
     )
-    from polydistill.tasks.embeddings import encoder_function
+    from polydistill.models.pooling import encoder_function
 
     config, pairs = evaluation_data(settings, "embeddings")
     model = AutoModel.from_pretrained(model_dir).eval()

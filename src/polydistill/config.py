@@ -9,10 +9,10 @@ does not have) live in :func:`check_against_teacher`, which runs before any weig
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from polydistill.data.sources import DEFAULT_CORPUS, is_builtin
 from polydistill.errors import ConfigError
@@ -81,6 +81,11 @@ class StudentConfig(Section):
     hidden_size: int | None = Field(default=None, ge=1)
     intermediate_size: int | None = Field(default=None, ge=1)
     num_attention_heads: int | None = Field(default=None, ge=1)
+    init: Literal["pruned", "random"] | None = Field(
+        default=None,
+        description="how a narrower student starts: 'pruned' keeps the base model's most important heads, "
+        "neurons and channels on the training text (Minitron; the default when widths shrink), 'random' starts fresh",
+    )
     trim_vocabulary: TrimVocabularyConfig | None = None
     prefix: str | None = Field(default=None, description="input prefix of the student (default: the teacher's)")
 
@@ -102,6 +107,14 @@ class StudentConfig(Section):
     def _width_consistent(self) -> StudentConfig:
         if self.hidden_size and self.num_attention_heads and self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})")
+        return self
+
+    @model_validator(mode="after")
+    def _init_needs_widths(self) -> StudentConfig:
+        if self.init is not None and not self.is_narrower:
+            raise ValueError(
+                f"init: '{self.init}' applies to a narrower student; set hidden_size, intermediate_size or num_attention_heads"
+            )
         return self
 
     @property
@@ -164,6 +177,71 @@ else:
     )
 
 
+def _width(value: float) -> float | int:
+    if 0 < value < 1:
+        return value
+    if value >= 1 and float(value).is_integer():
+        return int(value)
+    raise ValueError("expected a share to remove (between 0 and 1, e.g. 0.5) or a whole number of channels to keep (e.g. 6)")
+
+
+#: a share of a width to remove (0 < x < 1), or the number of heads, neurons or channels to keep (>= 1)
+Width = Annotated[float, AfterValidator(_width)]
+
+
+class PruneConfig(Section):
+    """Width pruning of the distilled student (Minitron): keep its most important heads, FFN neurons and
+    hidden channels on the training text, then re-distil from the teacher to recover what pruning took."""
+
+    heads: Width | None = Field(default=None, description="share of attention heads to remove (0.5), or how many to keep (6)")
+    ffn: Width | None = Field(default=None, description="share of feed-forward neurons to remove, or how many to keep")
+    hidden: Width | None = Field(default=None, description="share of hidden channels to remove, or how many to keep")
+    texts_per_language: int = Field(default=256, ge=1, description="training texts per language that rank the channels")
+    redistil: bool = Field(default=True, description="train the pruned student against the teacher again, with the run's objectives")
+    training: dict[str, Any] = Field(default_factory=dict, description="training arguments of the re-distillation (default: the run's)")
+
+    @model_validator(mode="after")
+    def _something_to_prune(self) -> PruneConfig:
+        if self.heads is None and self.ffn is None and self.hidden is None:
+            raise ValueError("expected at least one of heads, ffn, hidden")
+        return self
+
+
+class QuantizeConfig(Section):
+    """int8 with a per-language check against the fp32 ONNX student."""
+
+    mode: Literal["auto", "dynamic", "static"] = Field(
+        default="auto", description="auto: try recipes from smallest to most careful and keep the first that passes"
+    )
+    max_drop: float = Field(default=0.01, ge=0, le=1, description="largest drop of the primary metric allowed in any language")
+    min_agreement: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="smallest share of a language's texts on which int8 must answer as the fp32 student does "
+        "(0: agreement is reported, not checked; with a few dozen texts per language, 0.99 allows no change at all)",
+    )
+    accept_drop: bool = Field(default=False, description="keep the int8 student even when a language fails the check")
+    calibration_texts_per_language: int = Field(default=64, ge=1, description="static mode: calibration texts per language")
+
+
+class CompressConfig(Section):
+    """After distillation: prune -> re-distil -> export -> quantize, each stage measured per language."""
+
+    prune: PruneConfig | None = None
+    export: Literal["onnx"] | None = "onnx"
+    quantize: QuantizeConfig | None = Field(default_factory=QuantizeConfig)
+    teacher_onnx: bool = Field(
+        default=True, description="also export and quantize the teacher the plain way, for a like-for-like runtime comparison"
+    )
+
+    @model_validator(mode="after")
+    def _quantize_needs_export(self) -> CompressConfig:
+        if self.quantize is not None and self.export is None:
+            raise ValueError("quantize needs export: onnx (int8 runs in onnxruntime)")
+        return self
+
+
 class EvaluationConfig(Section):
     """The per-language evaluation every run ends with, when it has ``data.eval``."""
 
@@ -186,6 +264,7 @@ class RunConfig(Section):
         )
     training: dict[str, Any] = Field(default_factory=dict, description="passed through to transformers.TrainingArguments")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    compress: CompressConfig | None = None
     output_dir: str = "runs/polydistill"
     seed: int = 42
 
@@ -210,6 +289,12 @@ class RunConfig(Section):
             raise ValueError(f"objectives {sorted(wrong)} do not apply to task '{self.task}'")
         if getattr(self.objectives, "labels", None) is not None and self.data.train.label_column is None:
             raise ValueError("objectives.labels needs gold labels: set data.train.label_column")
+        return self
+
+    @model_validator(mode="after")
+    def _compress_needs_eval(self) -> RunConfig:
+        if self.compress is not None and self.data.eval is None:
+            raise ValueError("compress measures every stage per language: set data.eval")
         return self
 
     @property
@@ -302,6 +387,8 @@ def _check_training_arguments(config: RunConfig, source_text: str | None) -> Non
     sections: list[tuple[tuple[str, ...], dict[str, Any]]] = [(("training",), config.training)]
     if config.teacher.finetune:
         sections.append((("teacher", "finetune", "training"), config.teacher.finetune.training))
+    if config.compress and config.compress.prune:
+        sections.append((("compress", "prune", "training"), config.compress.prune.training))
     lines = []
     for location, training in sections:
         for key, problem in training_argument_problems(training):

@@ -22,14 +22,17 @@ def run_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from polydistill.console import console
-    from polydistill.evaluation.metrics_file import read_metrics
-    from polydistill.evaluation.report import status_headline, verdict, write_report
+    from polydistill.evaluation.report import check_lines, is_compression_only, read_report_metrics, status_headline, verdict, write_report
 
     run_dir = Path(args.run_dir)
     paths = write_report(run_dir)
-    metrics = read_metrics(run_dir)
-    status, sentence = verdict(metrics)
-    colour = {"ok": "green", "warn": "yellow", "bad": "red"}.get(status, "cyan")
-    console.print(f"[bold {colour}]{status_headline(metrics, status)}.[/] {sentence}")
+    metrics = read_report_metrics(run_dir)
+    if is_compression_only(metrics):
+        for line in check_lines(metrics):
+            console.print(line.text)
+    else:
+        status, sentence = verdict(metrics)
+        colour = {"ok": "green", "warn": "yellow", "bad": "red"}.get(status, "cyan")
+        console.print(f"[bold {colour}]{status_headline(metrics, status)}.[/] {sentence}")
     console.print(f"Wrote {paths['html']} and {paths['markdown']}")
     return 0

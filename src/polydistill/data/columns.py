@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["column_values", "dataset_from_columns"]
+__all__ = ["column_values", "dataset_from_columns", "language_column"]
 
 
 def dataset_from_columns(columns: dict[str, list], features: datasets.Features) -> datasets.Dataset:
@@ -25,3 +25,8 @@ def dataset_from_columns(columns: dict[str, list], features: datasets.Features) 
 def column_values(dataset: datasets.Dataset, name: str) -> list:
     """All values of one column as a list (one batched read; ``dataset[name]`` reads row by row)."""
     return dataset.select_columns([name])[:][name]
+
+
+def language_column(dataset: Any) -> list[str]:
+    """The ``lang`` column as strings, or ``und`` (undetermined) for every row of data without one."""
+    return [str(code) for code in dataset["lang"]] if "lang" in dataset.column_names else ["und"] * len(dataset)

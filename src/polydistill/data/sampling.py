@@ -95,3 +95,15 @@ class LanguageBalancedSampler(Sampler[int]):
                 positions[language] = 0
             yield int(orders[language][positions[language]])
             positions[language] += 1
+
+
+def texts_by_language(texts: Sequence[str], languages: Sequence[str], per_language: int) -> dict[str, list[str]]:
+    """Up to ``per_language`` distinct texts of each language, in data order: the same share of
+    every language, for work that must not favour the language with most data (ranking channels
+    for pruning, calibrating int8 scales)."""
+    chosen: dict[str, dict[str, None]] = {}
+    for text, code in zip(texts, languages, strict=True):
+        bucket = chosen.setdefault(str(code), {})
+        if len(bucket) < per_language:
+            bucket.setdefault(str(text))
+    return {code: list(bucket) for code, bucket in chosen.items()}

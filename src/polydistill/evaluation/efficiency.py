@@ -188,8 +188,8 @@ def measure_efficiency(
         disk_bytes = sum(path.stat().st_size for path in weight_files(saved_dir))
 
         with _torch_threads(settings.threads) as used_threads, torch.inference_mode():
-            latencies_ms, mean_tokens = _time_latency(forward, shuffled, settings, device, tokenizer)
-            throughput = _time_throughput(forward, shuffled, settings, device)
+            latencies_ms, mean_tokens = time_latency(forward, shuffled, settings, device, tokenizer)
+            throughput = time_throughput(forward, shuffled, settings, device)
             memory_bytes, memory_method = _peak_memory(model, forward, memory_batch, saved_dir, reloadable, settings, used_threads, device)
 
     return {
@@ -230,7 +230,7 @@ def _default_forward(model: Any, tokenizer: Any, max_length: int, device: Any) -
     return forward
 
 
-def _time_latency(
+def time_latency(
     forward: Callable[[list[str]], Any], texts: list[str], settings: EfficiencySettings, device: Any, tokenizer: Any
 ) -> tuple[list[float], float | None]:
     latency_texts = texts[: max(1, settings.repeats)]
@@ -251,7 +251,7 @@ def _time_latency(
     return latencies, mean_tokens
 
 
-def _time_throughput(forward: Callable[[list[str]], Any], texts: list[str], settings: EfficiencySettings, device: Any) -> float:
+def time_throughput(forward: Callable[[list[str]], Any], texts: list[str], settings: EfficiencySettings, device: Any) -> float:
     forward(_take_cycled(texts, 0, settings.batch_size))  # warm-up at the timed shape
     _synchronize(device)
     items = 0
@@ -320,7 +320,7 @@ def _peak_memory(
         return None, "skipped"
     if getattr(device, "type", "cpu") == "cuda":
         return _cuda_peak_memory(model, forward, batch, device), "cuda_max_memory_allocated"
-    if settings.peak_memory == "subprocess" and reloadable and _can_reset_peak_rss():
+    if settings.peak_memory == "subprocess" and reloadable and can_reset_peak_rss():
         try:
             return _subprocess_peak_memory(model, saved_dir, batch, settings, threads), "fresh_process_vmhwm"
         except (RuntimeError, subprocess.TimeoutExpired, OSError, ValueError) as error:
@@ -375,7 +375,7 @@ def _in_process_peak_memory(model: Any, forward: Callable[[list[str]], Any], bat
     return _tensor_bytes(model) + int(peak - baseline)
 
 
-def _can_reset_peak_rss() -> bool:
+def can_reset_peak_rss() -> bool:
     return sys.platform.startswith("linux") and os.access("/proc/self/clear_refs", os.W_OK)
 
 
@@ -388,6 +388,11 @@ def _subprocess_peak_memory(model: Any, saved_dir: Path, batch: list[str], setti
         "max_length": settings.max_length,
         "threads": threads,
     }
+    return int(run_probe("polydistill.evaluation.efficiency", spec, "PEAK_BYTES="))
+
+
+def run_probe(module: str, spec: dict[str, Any], marker: str, *, timeout: float = _PROBE_TIMEOUT_S) -> str:
+    """Run ``python -m module --probe SPEC.json`` in a fresh process; the value it printed after ``marker``."""
     with tempfile.TemporaryDirectory(prefix="polydistill-probe-") as probe_dir:
         spec_path = Path(probe_dir) / "spec.json"
         spec_path.write_text(json.dumps(spec), encoding="utf-8")
@@ -396,22 +401,17 @@ def _subprocess_peak_memory(model: Any, saved_dir: Path, batch: list[str], setti
         package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
         completed = subprocess.run(
-            [sys.executable, "-m", "polydistill.evaluation.efficiency", "--probe", str(spec_path)],
-            capture_output=True,
-            text=True,
-            timeout=_PROBE_TIMEOUT_S,
-            env=env,
-            check=False,
+            [sys.executable, "-m", module, "--probe", str(spec_path)], capture_output=True, text=True, timeout=timeout, env=env, check=False
         )
     if completed.returncode != 0:
         raise RuntimeError(f"probe exited with {completed.returncode}: {completed.stderr.strip()[-2000:]}")
     for line in reversed(completed.stdout.splitlines()):
-        if line.startswith("PEAK_BYTES="):
-            return int(line.split("=", 1)[1])
+        if line.startswith(marker):
+            return line[len(marker) :]
     raise RuntimeError(f"probe printed no result: {completed.stdout[-500:]}")
 
 
-def _read_status_kib(field: str) -> int:
+def read_status_kib(field: str) -> int:
     status = Path("/proc/self/status").read_text()
     match = re.search(rf"^{field}:\s+(\d+) kB", status, flags=re.MULTILINE)
     if match is None:
@@ -448,7 +448,7 @@ def _probe_main(spec_path: str) -> int:
         AutoConfig.from_pretrained(spec["model_dir"], local_files_only=True)
     _warm_up_torch_runtime()
 
-    baseline = _read_status_kib("VmRSS")
+    baseline = read_status_kib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     with torch.inference_mode():
         if uses_pretrained_api:
@@ -460,7 +460,7 @@ def _probe_main(spec_path: str) -> int:
         else:  # sentence-transformers and other classes constructed from a directory
             model = model_class(spec["model_dir"])
             model.encode(spec["texts"], batch_size=len(spec["texts"]))
-    peak = _read_status_kib("VmHWM")
+    peak = read_status_kib("VmHWM")
     print(f"PEAK_BYTES={max(0, peak - baseline)}")
     return 0
 

@@ -45,6 +45,16 @@ from polydistill.evaluation.metrics import primary_metric_for
 UNDETERMINED_LANGUAGE = "und"
 METRICS_FILENAME = "metrics.json"
 REQUIRED_KEYS: tuple[str, ...] = ("task", "teacher", "student", "languages", "overall")
+#: what ``polydistill compress`` writes: the compression ladder alone (its layout: evaluation/report/ladder.py)
+COMPRESSION_ONLY_KEYS: tuple[str, ...] = ("task", "compression")
+
+
+def missing_keys(metrics: Mapping[str, Any]) -> list[str]:
+    """Keys of the layout that ``metrics`` lacks (a compression-only document needs only its own)."""
+    missing = [key for key in REQUIRED_KEYS if key not in metrics]
+    if missing and "compression" in metrics:
+        return [key for key in COMPRESSION_ONLY_KEYS if key not in metrics]
+    return missing
 
 
 def build_metrics_document(
@@ -83,7 +93,7 @@ def build_metrics_document(
 
 def write_metrics(path: str | Path, metrics: Mapping[str, Any]) -> Path:
     """Write ``metrics`` as JSON (numpy values made plain, NaN written as null)."""
-    missing = [key for key in REQUIRED_KEYS if key not in metrics]
+    missing = missing_keys(metrics)
     if missing:
         raise ValueError(f"metrics lack the keys {missing} of the metrics.json layout")
     target = Path(path)
@@ -105,7 +115,7 @@ def read_metrics(path: str | Path) -> dict[str, Any]:
         metrics = json.loads(source.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise DataError(f"{source} is not valid JSON (line {error.lineno}: {error.msg})") from error
-    missing = [key for key in REQUIRED_KEYS if key not in metrics]
+    missing = missing_keys(metrics)
     if missing:
         raise DataError(f"{source} lacks the keys {missing} of the metrics.json layout")
     return metrics

@@ -4,6 +4,7 @@ evaluated on the same vector that its saved sentence-transformers directory comp
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -25,3 +26,21 @@ def last_hidden_state(output) -> torch.Tensor | None:
     if last is None and getattr(output, "hidden_states", None):
         last = output.hidden_states[-1]
     return last
+
+
+def encoder_function(model, tokenizer, *, prefix: str, max_length: int, batch_size: int = 64):
+    """texts -> L2-normalised mean-pooled embeddings (n, d), as the saved directory computes them."""
+    device = next(model.parameters()).device
+
+    def encode(texts: list[str]) -> np.ndarray:
+        model.eval()
+        chunks = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                batch = [prefix + t for t in texts[start : start + batch_size]]
+                inputs = tokenizer(batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt").to(device)
+                pooled = mean_pool(model(**inputs).last_hidden_state, inputs["attention_mask"])
+                chunks.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy())
+        return np.concatenate(chunks) if chunks else np.zeros((0, model.config.hidden_size), dtype=np.float32)
+
+    return encode

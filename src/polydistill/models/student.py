@@ -1,8 +1,9 @@
 """Build a student from a teacher: fewer layers copied from chosen teacher layers, or narrower.
 
 Copying whole layers (DistilBERT's initialisation) gives the student a head start that a fresh
-model needs many more steps to reach; a narrower student cannot reuse the weights and starts
-fresh, learning from the teacher through hidden-state or attention-relation objectives.
+model needs many more steps to reach. A narrower student built here starts fresh (``student.init:
+random``); by default a run instead prunes the copied layers to the narrower widths, keeping the
+teacher's most important channels (:mod:`polydistill.compress.prune`, ``student.init: pruned``).
 """
 
 from __future__ import annotations

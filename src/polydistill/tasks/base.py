@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    from polydistill.compress.probes import QualityProbe
     from polydistill.config import RunConfig
 
 
@@ -74,6 +75,14 @@ class Task(Protocol):
 
     def evaluate(self, config: RunConfig, output_dir: Path, models: TrainedModels, evaluation: Any) -> dict[str, Any]:
         """Per-language quality of teacher and student, their size and speed; writes metrics.json and the report."""
+        ...
+
+    def load_saved_student(self, config: RunConfig, directory: Path) -> tuple[Any, Any]:
+        """(model, tokenizer) of a student this task saved, for compressing it."""
+        ...
+
+    def quality_probe(self, config: RunConfig, evaluation: Any, label_names: list[str] | None) -> QualityProbe:
+        """The per-language primary metric of any compression stage on ``evaluation`` (polydistill.compress.probes)."""
         ...
 
 

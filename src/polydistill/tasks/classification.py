@@ -12,12 +12,16 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
+
+from polydistill.compress.probes import ClassificationProbe
 from polydistill.console import console
+from polydistill.data.columns import language_column
 from polydistill.data.sources import read_labelled, teacher_text_column
 from polydistill.errors import ConfigError
 from polydistill.evaluation.efficiency import settings_for
 from polydistill.evaluation.evaluate import dataset_label_names, evaluate_run
-from polydistill.models.loading import classifier_label_names, load_classifier, save_model_dir
+from polydistill.models.loading import classifier_label_names, load_classifier, load_tokenizer, save_model_dir
 from polydistill.tasks.base import TaskData, TrainedModels, register_task
 from polydistill.training.finetune import finetune_teacher
 from polydistill.training.provenance import run_summary
@@ -85,4 +89,20 @@ class Classification:
             max_length=config.data.max_length,
             efficiency=settings_for(config.evaluation.efficiency, max_length=config.data.max_length),
             teacher_text_column=teacher_text_column(config.data.eval),
+        )
+
+    def load_saved_student(self, config: RunConfig, directory: Path) -> tuple[Any, Any]:
+        return load_classifier(directory)[0], load_tokenizer(directory)
+
+    def quality_probe(self, config: RunConfig, evaluation: Any, label_names: list[str] | None) -> ClassificationProbe:
+        texts = [str(text) for text in evaluation["text"]]
+        teacher_column = teacher_text_column(config.data.eval) if config.data.eval else None
+        return ClassificationProbe(
+            texts=texts,
+            teacher_texts=[str(text) for text in evaluation[teacher_column]] if teacher_column else texts,
+            gold=np.asarray(evaluation["label"], dtype=np.int64),
+            languages=language_column(evaluation),
+            label_names=dataset_label_names(evaluation) or label_names,
+            max_length=config.data.max_length,
+            batch_size=config.evaluation.batch_size,
         )

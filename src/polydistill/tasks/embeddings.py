@@ -14,16 +14,15 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-import torch
-
+from polydistill.compress.probes import EmbeddingsProbe
+from polydistill.data.columns import language_column
 from polydistill.data.sources import read_pairs
 from polydistill.evaluation.efficiency import measure_teacher_and_student, settings_dict, settings_for
 from polydistill.evaluation.evaluate import METRICS_FILENAME, build_metrics_document, write_metrics
 from polydistill.evaluation.report import write_report
 from polydistill.evaluation.retrieval import evaluate_embeddings
-from polydistill.models.loading import load_encoder, save_model_dir
-from polydistill.models.pooling import mean_pool
+from polydistill.models.loading import load_encoder, load_tokenizer, save_model_dir
+from polydistill.models.pooling import encoder_function
 from polydistill.models.sentence_transformers_files import write_sentence_transformers_files
 from polydistill.tasks.base import TaskData, TrainedModels, register_task
 from polydistill.training.provenance import run_summary
@@ -95,6 +94,18 @@ class Embeddings:
         write_report(output_dir)
         return document
 
+    def load_saved_student(self, config: RunConfig, directory: Path) -> tuple[Any, Any]:
+        return load_encoder(directory), load_tokenizer(directory)
+
+    def quality_probe(self, config: RunConfig, evaluation: Any, label_names: list[str] | None) -> EmbeddingsProbe:
+        return EmbeddingsProbe(
+            sources=[str(text) for text in evaluation["text"]],
+            translations=[str(text) for text in evaluation["translation"]],
+            languages=language_column(evaluation),
+            max_length=config.data.max_length,
+            batch_size=config.evaluation.batch_size,
+        )
+
 
 def save_sentence_transformer(model, tokenizer, directory: Path, *, prefix: str, max_seq_length: int) -> None:
     """A directory that ``SentenceTransformer(directory)`` loads: Transformer -> mean Pooling -> Normalize,
@@ -111,21 +122,3 @@ def save_sentence_transformer(model, tokenizer, directory: Path, *, prefix: str,
         settings = json.loads(settings_path.read_text())
         settings["default_prompt_name"] = "default"
         settings_path.write_text(json.dumps(settings, indent=2) + "\n")
-
-
-def encoder_function(model, tokenizer, *, prefix: str, max_length: int, batch_size: int = 64):
-    """texts -> L2-normalised mean-pooled embeddings (n, d), as the saved directory computes them."""
-    device = next(model.parameters()).device
-
-    def encode(texts: list[str]) -> np.ndarray:
-        model.eval()
-        chunks = []
-        with torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
-                batch = [prefix + t for t in texts[start : start + batch_size]]
-                inputs = tokenizer(batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt").to(device)
-                pooled = mean_pool(model(**inputs).last_hidden_state, inputs["attention_mask"])
-                chunks.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu().numpy())
-        return np.concatenate(chunks) if chunks else np.zeros((0, model.config.hidden_size), dtype=np.float32)
-
-    return encode

@@ -11,20 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from polydistill.atomic import atomic_directory
+from polydistill.compress.pipeline import Teacher
 from polydistill.config import RunConfig, check_against_teacher
 from polydistill.console import console
-from polydistill.data.sources import teacher_text_column
 from polydistill.evaluation.model_card import write_model_card
 from polydistill.models.loading import load_tokenizer
 from polydistill.models.zoo import resolve_model_path
 from polydistill.tasks import Task, TaskData, TrainedModels, get_task
-from polydistill.training.arguments import training_arguments
-from polydistill.training.features import DistillationCollator, tokenize_for_distillation
+from polydistill.training.distil import distil
 from polydistill.training.provenance import write_run_record
 from polydistill.training.student_setup import prepare_student
-from polydistill.training.teacher_cache import cached_teacher
-from polydistill.training.trainer import DISTILLATION_HEADS_FILE, DistillationTrainer
 
 
 @dataclass
@@ -62,7 +58,12 @@ def run(config: RunConfig, output_dir: str | Path | None = None) -> RunResult:
         base, tokenizer = task.load_student_base(config, base_dir, data, teacher, eager_attention=eager), load_tokenizer(base_dir)
     else:
         base, tokenizer = teacher, teacher_tokenizer
-    result, student, tokenizer = distil(config, task, teacher, teacher_tokenizer, base, tokenizer, data, output_dir)
+    prepared = prepare_student(config, base, tokenizer, teacher, output_dir, train=data.train)
+    student, tokenizer = prepared.model, prepared.tokenizer
+    student_dir = output_dir / "student"
+    train_metrics = distil(config, task, teacher, teacher_tokenizer, prepared, data, work_dir=output_dir, student_dir=student_dir)
+    (output_dir / "train_metrics.json").write_text(json.dumps(train_metrics, indent=2))
+    result = RunResult(output_dir, student_dir, train_metrics)
     console.print(f"[bold green]Student saved[/] to {result.student_dir}")
     if data.evaluation is not None:
         models = TrainedModels(teacher, teacher_tokenizer, teacher_dir, student, tokenizer, result.student_dir)
@@ -77,59 +78,26 @@ def run(config: RunConfig, output_dir: str | Path | None = None) -> RunResult:
             pipeline_tag=task.pipeline_tag,
         )
         console.print(f"[bold green]Report[/] {output_dir / 'report.html'}")
+        if config.compress is not None:
+            compress_run(config, task, result, data, Teacher(teacher, teacher_tokenizer, teacher_dir), prepared.layer_maps)
     return result
 
 
-def distil(config: RunConfig, task: Task, teacher, teacher_tokenizer, base, tokenizer, data: TaskData, output_dir: Path):
-    """Build the student from ``base``, train it against ``teacher`` and save it as the task saves students."""
-    prepared = prepare_student(config, base, tokenizer, teacher, output_dir)
-    student, tokenizer = prepared.model, prepared.tokenizer
-    tokenize = dict(
-        teacher_tokenizer=teacher_tokenizer,
-        max_length=config.data.max_length,
-        prefix=config.student_prefix,
-        teacher_prefix=config.teacher.prefix,
-    )
-    train_features = tokenize_for_distillation(
-        data.train, tokenizer, teacher_text_column=teacher_text_column(config.data.train), **tokenize
-    )
-    eval_features = None
-    if data.evaluation is not None:
-        eval_features = tokenize_for_distillation(
-            data.evaluation, tokenizer, teacher_text_column=teacher_text_column(config.data.eval), **tokenize
-        )
-    arguments = training_arguments(config, output_dir / "checkpoints", config.training)
-    teacher_cache = None
-    if config.teacher.cache:
-        teacher_cache, train_features = cached_teacher(
-            config, task, teacher, teacher_tokenizer, tokenizer, train_features, prepared.objectives, arguments
-        )
-    trainer = DistillationTrainer(
-        model=student,
-        args=arguments,
-        teacher=teacher,
-        objectives=prepared.objectives,
-        language_alpha=config.data.balance_alpha,
-        teacher_cache=teacher_cache,
-        train_dataset=train_features,
-        eval_dataset=eval_features,
-        data_collator=DistillationCollator(tokenizer, teacher_tokenizer),
-        processing_class=tokenizer,
-    )
-    train_output = trainer.train()
+def compress_run(config: RunConfig, task: Task, result: RunResult, data: TaskData, teacher: Teacher, layer_maps) -> None:
+    """The config's ``compress`` section on the run's student; its ladder joins metrics.json and the report."""
+    from polydistill.compress.pipeline import compress_student, raise_for_failed_checks
+    from polydistill.evaluation.evaluate import METRICS_FILENAME, write_metrics
+    from polydistill.evaluation.report import write_report
 
-    student_dir = output_dir / "student"
-    if trainer.is_world_process_zero():
-        # all of the student or none of it: a failed save never leaves a directory that loads half
-        with atomic_directory(student_dir) as staging:
-            task.save_student(config, student, tokenizer, staging)
-        heads = trainer._objective_state()
-        if heads:
-            from safetensors.torch import save_file
-
-            save_file(heads, str(output_dir / DISTILLATION_HEADS_FILE))
-    (output_dir / "train_metrics.json").write_text(json.dumps(train_output.metrics, indent=2))
-    return RunResult(output_dir, student_dir, train_output.metrics), student, tokenizer
+    document = compress_student(
+        config, task, student_dir=result.student_dir, output_dir=result.output_dir, data=data, teacher=teacher, layer_maps=layer_maps
+    )
+    assert result.metrics is not None
+    result.metrics["compression"] = document
+    write_metrics(result.output_dir / METRICS_FILENAME, result.metrics)
+    write_report(result.output_dir)
+    console.print(f"[bold green]Compression ladder[/] in {result.output_dir / 'report.html'}")
+    raise_for_failed_checks(document)
 
 
 def student_layer_count(config: RunConfig, base_layers: int) -> int:

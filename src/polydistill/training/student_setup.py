@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from polydistill.config import RunConfig
+from polydistill.console import console
+from polydistill.data.columns import language_column
+from polydistill.data.sampling import texts_by_language
 from polydistill.data.sources import corpus_texts_by_language
 from polydistill.errors import ConfigError
 from polydistill.models.student import build_student
@@ -24,17 +27,25 @@ class PreparedStudent:
     model: Any
     tokenizer: Any
     objectives: ObjectiveSet
+    #: which teacher layer each student layer learns from (hidden states, attentions)
+    layer_maps: LayerMaps
 
 
-def prepare_student(config: RunConfig, base: Any, tokenizer: Any, teacher: Any, output_dir: Path) -> PreparedStudent:
+def prepare_student(config: RunConfig, base: Any, tokenizer: Any, teacher: Any, output_dir: Path, *, train: Any = None) -> PreparedStudent:
+    """The student of ``config`` built from ``base``; ``train`` (the run's training data) ranks the
+    channels a pruned initialisation keeps."""
     student_config = config.student
-    built = build_student(
-        base,
-        keep_layers=student_config.keep_layers,
-        hidden_size=student_config.hidden_size,
-        intermediate_size=student_config.intermediate_size,
-        num_attention_heads=student_config.num_attention_heads,
-    )
+    if student_config.is_narrower and student_init(config, base.config) == "pruned":
+        built = build_student(base, keep_layers=student_config.keep_layers)
+        built.model = _pruned(config, built.model, tokenizer, train)
+    else:
+        built = build_student(
+            base,
+            keep_layers=student_config.keep_layers,
+            hidden_size=student_config.hidden_size,
+            intermediate_size=student_config.intermediate_size,
+            num_attention_heads=student_config.num_attention_heads,
+        )
     student = built.model
     if student_config.trim_vocabulary:
         trim = student_config.trim_vocabulary
@@ -64,4 +75,52 @@ def prepare_student(config: RunConfig, base: Any, tokenizer: Any, teacher: Any, 
                 raise ConfigError(f"{config.source_file or 'config'}: objectives: {error}") from error
             layer_maps = LayerMaps({}, {})
     objectives = build_objectives(config.objectives, teacher_config=teacher.config, student_config=student.config, layer_maps=layer_maps)
-    return PreparedStudent(student, tokenizer, objectives)
+    return PreparedStudent(student, tokenizer, objectives, layer_maps)
+
+
+def student_init(config: RunConfig, base_config: Any) -> str:
+    """``student.init``, or its default: pruned when every width set is narrower than the base model's."""
+    student = config.student
+    widths = {
+        "hidden_size": (student.hidden_size, base_config.hidden_size),
+        "num_attention_heads": (student.num_attention_heads, base_config.num_attention_heads),
+        "intermediate_size": (student.intermediate_size, getattr(base_config, "intermediate_size", None)),
+    }
+    wider = [name for name, (asked, have) in widths.items() if asked is not None and have is not None and asked > have]
+    if student.init == "pruned" and wider:
+        raise ConfigError(
+            f"{config.source_file or 'config'}: student.init: 'pruned' keeps channels of the base model, but "
+            + ", ".join(f"student.{name} ({widths[name][0]}) is wider than its {widths[name][1]}" for name in wider)
+        )
+    return student.init or ("random" if wider else "pruned")
+
+
+def _pruned(config: RunConfig, model: Any, tokenizer: Any, train: Any) -> Any:
+    student = config.student
+    if train is None:
+        raise ValueError("a pruned initialisation needs the run's training data to rank channels")
+    result = prune_on_training_text(
+        config, model, tokenizer, train, heads=student.num_attention_heads, ffn=student.intermediate_size, hidden=student.hidden_size
+    )
+    console.print(f"[bold]Student initialised[/] from the teacher's most important channels: {result.widths.describe()}")
+    return result.model
+
+
+def prune_on_training_text(
+    config: RunConfig, model: Any, tokenizer: Any, train: Any, *, heads, ffn, hidden, per_language: int | None = None
+):
+    """``model`` pruned to the widths asked, its channels ranked on the run's training text (every language alike)."""
+    from polydistill.compress.prune import prune
+
+    texts = texts_by_language(train["text"], language_column(train), per_language or PRUNING_TEXTS_PER_LANGUAGE)
+    console.print(f"[bold]Prune[/] ranking heads, neurons and channels on {sum(map(len, texts.values()))} texts in {len(texts)} languages")
+    result = prune(
+        model, tokenizer, texts, heads=heads, ffn=ffn, hidden=hidden, prefix=config.student_prefix, max_length=config.data.max_length
+    )
+    for note in result.widths.notes:
+        console.print(f"[yellow]prune:[/] {note}")
+    return result
+
+
+#: training texts per language that rank heads, neurons and channels for a pruned student
+PRUNING_TEXTS_PER_LANGUAGE = 256

@@ -3,19 +3,34 @@
 The report answers one question first: is the student good enough, and in which languages is
 it not? A verdict line comes first, then the per-language table sorted worst first with
 retention flags (>= 95% ok, 90-95% warn, < 90% bad), the plots, the efficiency table with
-ratios, and every metric. The rooms: :mod:`.summary` (verdict, flags, rows, tables, numbers as
-text), :mod:`.plots`, :mod:`.render` (markdown and HTML).
+ratios, the compression ladder when the run has one, and every metric. The rooms: :mod:`.summary`
+(verdict, flags, rows, tables, numbers as text), :mod:`.plots`, :mod:`.ladder` (the compression
+stages as tables and a plot), :mod:`.render` (markdown and HTML).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-from polydistill.evaluation.metrics_file import read_metrics
+from polydistill.evaluation.report.ladder import (
+    LADDER_PLOT,
+    CheckLine,
+    check_lines,
+    has_compression,
+    is_compression_only,
+    ladder_language_table,
+    ladder_table,
+    plot_ladder,
+    read_report_metrics,
+)
 from polydistill.evaluation.report.plots import plot_per_language, plot_size_vs_quality
 from polydistill.evaluation.report.render import (
     markdown_table,
     render_html,
+    render_ladder_html,
+    render_ladder_markdown,
     render_markdown,
 )
 from polydistill.evaluation.report.summary import (
@@ -48,11 +63,14 @@ from polydistill.evaluation.report.summary import (
 PLOTS_DIRNAME = "plots"
 
 __all__ = [
+    "LADDER_PLOT",
     "PLOTS_DIRNAME",
     "RETENTION_OK",
     "RETENTION_WARN",
     "SMALL_SAMPLE",
+    "CheckLine",
     "LanguageRow",
+    "check_lines",
     "config_items",
     "detail_table",
     "efficiency_ratio",
@@ -61,7 +79,11 @@ __all__ = [
     "format_efficiency",
     "format_metric",
     "format_percent",
+    "has_compression",
     "has_teacher",
+    "is_compression_only",
+    "ladder_language_table",
+    "ladder_table",
     "language_label",
     "language_name",
     "language_rows",
@@ -70,10 +92,14 @@ __all__ = [
     "measurement_note",
     "metric_keys",
     "metric_name",
+    "plot_ladder",
     "plot_per_language",
     "plot_size_vs_quality",
     "primary_metric",
+    "read_report_metrics",
     "render_html",
+    "render_ladder_html",
+    "render_ladder_markdown",
     "render_markdown",
     "retention_flag",
     "status_headline",
@@ -83,20 +109,36 @@ __all__ = [
 
 
 def write_report(run_dir: str | Path) -> dict[str, Path]:
-    """Write report.md, report.html and the plots of ``run_dir/metrics.json``; return their paths."""
+    """Write report.md, report.html and the plots of ``run_dir/metrics.json``; return their paths.
+
+    A run's document gets the full report (and a "Compression" section when it has a
+    ``compression`` block); a compression-only document, as ``polydistill compress`` writes,
+    gets the ladder alone.
+    """
     run = Path(run_dir)
-    metrics = read_metrics(run)
+    metrics = read_report_metrics(run)
     plots_dir = run / PLOTS_DIRNAME
-    key = primary_metric(metrics)
-    paths: dict[str, Path] = {"per_language_plot": plot_per_language(metrics, plots_dir / f"per_language_{key}.png")}
-    scatter_path = plots_dir / "size_vs_quality.png"
-    scatter = plot_size_vs_quality(metrics, scatter_path)
-    if scatter is not None:
-        paths["size_vs_quality_plot"] = scatter
+    paths: dict[str, Path] = {}
+    if not is_compression_only(metrics):
+        key = primary_metric(metrics)
+        paths["per_language_plot"] = plot_per_language(metrics, plots_dir / f"per_language_{key}.png")
+        _optional_plot(paths, "size_vs_quality_plot", plot_size_vs_quality, metrics, plots_dir / "size_vs_quality.png")
+    if has_compression(metrics):
+        _optional_plot(paths, "ladder_plot", plot_ladder, metrics, plots_dir / LADDER_PLOT)
     else:
-        scatter_path.unlink(missing_ok=True)  # a plot left from an earlier report would mislead
+        (plots_dir / LADDER_PLOT).unlink(missing_ok=True)
     paths["markdown"] = run / "report.md"
     paths["markdown"].write_text(render_markdown(metrics, paths, run), encoding="utf-8")
     paths["html"] = run / "report.html"
     paths["html"].write_text(render_html(metrics, paths), encoding="utf-8")
     return paths
+
+
+def _optional_plot(
+    paths: dict[str, Path], name: str, plot: Callable[[Mapping[str, Any], Path], Path | None], metrics: Mapping[str, Any], path: Path
+) -> None:
+    written = plot(metrics, path)
+    if written is not None:
+        paths[name] = written
+    else:
+        path.unlink(missing_ok=True)  # a plot left from an earlier report would mislead

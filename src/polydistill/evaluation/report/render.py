@@ -1,5 +1,9 @@
 """``report.md`` and a self-contained ``report.html`` (PNGs as data URIs, CSS inline: it opens
-anywhere, offline, as one file)."""
+anywhere, offline, as one file).
+
+A run whose ``metrics.json`` has a ``compression`` block gets a "Compression" section; a document
+with only that block (what ``polydistill compress`` writes) gets a report of the section alone.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from polydistill.evaluation.report.ladder import (
+    check_lines,
+    has_compression,
+    is_compression_only,
+    ladder_language_table,
+    ladder_note,
+    ladder_table,
+)
 from polydistill.evaluation.report.summary import (
     config_items,
     detail_table,
@@ -22,6 +34,8 @@ from polydistill.evaluation.report.summary import (
 
 def _title(metrics: Mapping[str, Any]) -> str:
     config = metrics.get("config") or {}
+    if is_compression_only(metrics):
+        return f"Compression report: {config.get('student') or 'student'}" + (f" ({metrics['task']})" if metrics.get("task") else "")
     student, teacher = config.get("student"), config.get("teacher")
     if student and teacher:
         return f"Distillation report: {student} from {teacher}"
@@ -29,6 +43,9 @@ def _title(metrics: Mapping[str, Any]) -> str:
 
 
 def render_markdown(metrics: Mapping[str, Any], paths: Mapping[str, Path], run: Path) -> str:
+    ladder_plot = paths["ladder_plot"].relative_to(run).as_posix() if "ladder_plot" in paths else None
+    if is_compression_only(metrics):
+        return "\n".join([f"# {_title(metrics)}", "", render_ladder_markdown(metrics, plot=ladder_plot)])
     status, sentence = verdict(metrics)
     lines = [f"# {_title(metrics)}", "", f"**{status_headline(metrics, status)}.** {sentence}", ""]
     header, rows, _ = language_table(metrics)
@@ -41,10 +58,28 @@ def render_markdown(metrics: Mapping[str, Any], paths: Mapping[str, Path], run: 
     efficiency = efficiency_table(metrics)
     if efficiency is not None:
         lines += ["## Size and speed", "", *markdown_table(*efficiency), "", measurement_note(metrics), ""]
+    if has_compression(metrics):
+        lines += [render_ladder_markdown(metrics, plot=ladder_plot)]
     lines += ["## All metrics", "", *markdown_table(*detail_table(metrics)), ""]
     items = config_items(metrics)
     if items:
         lines += ["## Run", "", *markdown_table(["", ""], [[name, value] for name, value in items]), ""]
+    return "\n".join(lines)
+
+
+def render_ladder_markdown(metrics: Mapping[str, Any], *, plot: str | None = None, level: int = 2) -> str:
+    """The "Compression" section: one line per check (not accepted ones first, in bold), the
+    ladder, the per-language table and the plot (``plot``: its path relative to the report)."""
+    mark = "#" * level
+    lines = [f"{mark} Compression", ""]
+    for line in check_lines(metrics):
+        lines.append(f"- **{line.text}**" if line.status == "bad" else f"- {line.text}")
+    lines += ["", *markdown_table(*ladder_table(metrics)), "", ladder_note(metrics), ""]
+    header, rows, _ = ladder_language_table(metrics)
+    if rows:
+        lines += [f"{mark}# Compression per language (failed checks first)", "", *markdown_table(header, rows), ""]
+    if plot is not None:
+        lines += [f"![compression ladder]({plot})", ""]
     return "\n".join(lines)
 
 
@@ -75,7 +110,6 @@ tr.ok td.flag{background:#c8e6c9}tr.warn td.flag{background:#ffe0b2}tr.bad td.fl
 
 
 def render_html(metrics: Mapping[str, Any], paths: Mapping[str, Path]) -> str:
-    status, sentence = verdict(metrics)
     esc = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -83,8 +117,13 @@ def render_html(metrics: Mapping[str, Any], paths: Mapping[str, Path]) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{esc(_title(metrics))}</title><style>{_CSS}</style></head><body>",
         f"<h1>{esc(_title(metrics))}</h1>",
-        f'<div class="verdict v-{status}"><strong>{esc(status_headline(metrics, status))}</strong>{esc(sentence)}</div>',
     ]
+    if is_compression_only(metrics):
+        parts.append(render_ladder_html(metrics, paths.get("ladder_plot")))
+        parts.append(_html_footer(metrics))
+        return "\n".join(parts) + "\n"
+    status, sentence = verdict(metrics)
+    parts.append(f'<div class="verdict v-{status}"><strong>{esc(status_headline(metrics, status))}</strong>{esc(sentence)}</div>')
     header, rows, flags = language_table(metrics)
     flag_columns = {header.index("retention"), header.index("status")} if "retention" in header else set()
     parts.append("<h2>Per language (worst first)</h2>")
@@ -101,16 +140,41 @@ def render_html(metrics: Mapping[str, Any], paths: Mapping[str, Path]) -> str:
         parts.append("<h2>Size and speed</h2>")
         parts.append(_html_table(*efficiency))
         parts.append(f'<p class="note">{esc(measurement_note(metrics))}</p>')
+    if has_compression(metrics):
+        parts.append(render_ladder_html(metrics, paths.get("ladder_plot")))
     parts.append("<h2>All metrics</h2>")
     parts.append(_html_table(*detail_table(metrics)))
     items = config_items(metrics)
     if items:
         parts.append("<h2>Run</h2>")
         parts.append(_html_table(["", ""], [[name, value] for name, value in items]))
-    meta = metrics.get("meta") or {}
-    parts.append(f'<p class="note">polydistill {esc(str(meta.get("polydistill_version", "")))}, {esc(str(meta.get("created_at", "")))}</p>')
-    parts.append("</body></html>")
+    parts.append(_html_footer(metrics))
     return "\n".join(parts) + "\n"
+
+
+def _html_footer(metrics: Mapping[str, Any]) -> str:
+    meta, esc = metrics.get("meta") or {}, html.escape
+    return f'<p class="note">polydistill {esc(str(meta.get("polydistill_version", "")))}, {esc(str(meta.get("created_at", "")))}</p>\n</body></html>'
+
+
+def render_ladder_html(metrics: Mapping[str, Any], plot: Path | None = None) -> str:
+    """The "Compression" section as HTML: a coloured box per check, the tables, the plot embedded."""
+    esc = html.escape
+    parts = ["<h2>Compression</h2>"]
+    for line in check_lines(metrics):
+        parts.append(
+            f'<div class="verdict v-{line.status}"><strong>{esc(line.stage)}: {esc(line.verdict)}</strong>{esc(line.detail)}</div>'
+        )
+    parts.append(_html_table(*ladder_table(metrics)))
+    parts.append(f'<p class="note">{esc(ladder_note(metrics))}</p>')
+    header, rows, flags = ladder_language_table(metrics)
+    if rows:
+        parts.append("<h2>Compression per language (failed checks first)</h2>")
+        parts.append(_html_table(header, rows, row_classes=flags, flag_columns={len(header) - 1}))
+    if plot is not None:
+        encoded = base64.b64encode(plot.read_bytes()).decode("ascii")
+        parts.append(f'<img alt="compression ladder: quality against latency and size" src="data:image/png;base64,{encoded}">')
+    return "\n".join(parts)
 
 
 def _html_table(

@@ -1,0 +1,1 @@
+"""Compressing a trained encoder: width pruning by activation importance (Minitron)."""
