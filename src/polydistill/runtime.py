@@ -100,7 +100,7 @@ def inference_session(
     try:
         import onnxruntime as ort
     except ImportError as error:
-        raise ConfigError(f"serving an ONNX model needs onnxruntime ({error}); install it: pip install 'polydistill[compress]'") from None
+        raise ConfigError(f"serving an ONNX model needs onnxruntime ({error}); install it: pip install onnxruntime") from None
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads is not None:
