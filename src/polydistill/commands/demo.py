@@ -38,6 +38,8 @@ def demo_config_dict(task: str, *, languages: list[str] | None, quick: bool) -> 
             raw["teacher"]["finetune"]["training"]["num_train_epochs"] = QUICK_TRAINING["teacher_epochs"]
         raw["training"]["num_train_epochs"] = QUICK_TRAINING["student_epochs"]
         raw["output_dir"] = raw["output_dir"] + "-quick"
+        if (raw.get("compress") or {}).get("prune"):
+            raw["compress"]["prune"]["training"] = {"num_train_epochs": QUICK_TRAINING["student_epochs"]}
     if languages:
         served = ["en"] + [code for code in languages if code != "en"]
         raw["student"]["trim_vocabulary"]["languages"] = served
