@@ -246,7 +246,7 @@ def compare_embeddings(
     (as :func:`polydistill.evaluation.retrieval.retrieval_sets` does). Agreement is over the
     queries of both directions.
     """
-    from polydistill.evaluation.retrieval import retrieval_metrics
+    from polydistill.evaluation.retrieval import one_to_one, retrieval_metrics
 
     _check_limits(max_drop, min_agreement)
     reference = _vectors(reference_vectors, "reference_vectors")
@@ -269,7 +269,7 @@ def compare_embeddings(
     metric = "top1_en_to_x"
     per_language: dict[str, dict[str, Any]] = {}
     for code in dict.fromkeys(codes):
-        sources, targets = _unique_pairs(pair_rows[codes == code])
+        sources, targets = (np.asarray(side, dtype=np.int64) for side in one_to_one(pair_rows[codes == code].tolist()))
         if len(sources) < 2:
             raise DataError(
                 f"language '{code}' has {len(sources)} distinct translation pair(s): retrieval needs at least 2 (among one candidate it is always right)"
@@ -310,21 +310,6 @@ def _vectors(values: Any, name: str) -> np.ndarray:
         raise DataError(f"{name} must be a non-empty (texts, dimensions) array, got shape {array.shape}")
     with np.errstate(invalid="ignore", over="ignore"):
         return array / np.maximum(np.linalg.norm(array, axis=1, keepdims=True), 1e-12)
-
-
-def _unique_pairs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    seen_sources: set[int] = set()
-    seen_targets: set[int] = set()
-    sources: list[int] = []
-    targets: list[int] = []
-    for source, target in rows.tolist():
-        if source in seen_sources or target in seen_targets:
-            continue
-        seen_sources.add(source)
-        seen_targets.add(target)
-        sources.append(source)
-        targets.append(target)
-    return np.asarray(sources, dtype=np.int64), np.asarray(targets, dtype=np.int64)
 
 
 def _retrieval(similarity: np.ndarray, retrieval_metrics: Any) -> dict[str, float]:

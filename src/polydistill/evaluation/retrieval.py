@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
 from polydistill.errors import DataError
 from polydistill.evaluation.evaluate import summarise_languages
 from polydistill.evaluation.metrics import retention
+
+T = TypeVar("T")
 
 Encoder = Callable[[list[str]], np.ndarray]
 """texts -> (len(texts), d) sentence embeddings (normalised again here, so cosine either way)."""
@@ -104,20 +106,27 @@ def retrieval_sets(
             by_language[str(lang)].add((str(english), str(text)))
     sets: dict[str, tuple[list[str], list[str]]] = {}
     for lang in sorted(by_language):
-        english_seen: set[str] = set()
-        text_seen: set[str] = set()
-        english_list: list[str] = []
-        text_list: list[str] = []
-        for english, text in sorted(by_language[lang]):
-            if english in english_seen or text in text_seen:
-                continue
-            english_seen.add(english)
-            text_seen.add(text)
-            english_list.append(english)
-            text_list.append(text)
+        english_list, text_list = one_to_one(sorted(by_language[lang]))
         if len(english_list) >= max(min_pairs, 1):
             sets[lang] = (english_list, text_list)
     return sets
+
+
+def one_to_one(pairs: Iterable[tuple[T, T]]) -> tuple[list[T], list[T]]:
+    """(sources, targets) of ``pairs`` in order, dropping a pair whose source or target was already
+    taken: every query then has exactly one correct candidate."""
+    sources_seen: set[T] = set()
+    targets_seen: set[T] = set()
+    sources: list[T] = []
+    targets: list[T] = []
+    for source, target in pairs:
+        if source in sources_seen or target in targets_seen:
+            continue
+        sources_seen.add(source)
+        targets_seen.add(target)
+        sources.append(source)
+        targets.append(target)
+    return sources, targets
 
 
 def default_similarity_pairs(
