@@ -167,16 +167,12 @@ def measure_efficiency(
         settings = EfficiencySettings.quick(
             batch_size=batch_size, max_length=max_length, threads=threads, peak_memory=peak_memory, seed=seed
         )
-    text_pool = [text for text in texts if isinstance(text, str) and text.strip()]
-    if not text_pool:
-        raise ValueError("measure_efficiency needs at least one non-empty text from the evaluated data")
+    shuffled = timing_texts(texts, settings.seed, "measure_efficiency")
     if hasattr(model, "eval"):
         model.eval()  # dropout off: time the model as it is used
     device = _model_device(model)
     forward = run_batch or _default_forward(model, tokenizer, settings.max_length, device)
     parameters, embedding_parameters = count_parameters(model)
-    rng = np.random.default_rng(settings.seed)
-    shuffled = [text_pool[i] for i in rng.permutation(len(text_pool))]
     memory_batch = _take_cycled(shuffled, 0, settings.batch_size)
 
     with contextlib.ExitStack() as stack:
@@ -197,18 +193,10 @@ def measure_efficiency(
         "embedding_parameters": embedding_parameters,
         "disk_bytes": int(disk_bytes),
         "peak_memory_bytes": memory_bytes,
-        "latency_ms_p50": float(np.percentile(latencies_ms, 50)),
-        "latency_ms_p95": float(np.percentile(latencies_ms, 95)),
-        "throughput_per_s": throughput,
+        **timing_fields(latencies_ms, throughput, settings),
         "threads": used_threads,
         "device": str(device),
         "dtype": _model_dtype(model),
-        "latency_batch_size": 1,
-        "throughput_batch_size": settings.batch_size,
-        "warmup": settings.warmup,
-        "repeats": settings.repeats,
-        "throughput_batches": settings.throughput_batches,
-        "max_length": settings.max_length,
         "mean_tokens_per_text": mean_tokens,
         "timing_includes_tokenization": True if run_batch is None else None,
         "peak_memory_method": memory_method,
@@ -216,6 +204,29 @@ def measure_efficiency(
 
 
 # --- timing ------------------------------------------------------------------------------
+
+
+def timing_texts(texts: Sequence[str], seed: int, caller: str) -> list[str]:
+    """The non-empty texts in a seeded order: the same order for every model measured with one seed."""
+    pool = [text for text in texts if isinstance(text, str) and text.strip()]
+    if not pool:
+        raise ValueError(f"{caller} needs at least one non-empty text from the evaluated data")
+    return [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))]
+
+
+def timing_fields(latencies_ms: Sequence[float], throughput: float, settings: EfficiencySettings) -> dict[str, Any]:
+    """The latency and throughput part of an efficiency record, with the settings they were taken at."""
+    return {
+        "latency_ms_p50": float(np.percentile(latencies_ms, 50)),
+        "latency_ms_p95": float(np.percentile(latencies_ms, 95)),
+        "throughput_per_s": throughput,
+        "latency_batch_size": 1,
+        "throughput_batch_size": settings.batch_size,
+        "warmup": settings.warmup,
+        "repeats": settings.repeats,
+        "throughput_batches": settings.throughput_batches,
+        "max_length": settings.max_length,
+    }
 
 
 def _default_forward(model: Any, tokenizer: Any, max_length: int, device: Any) -> Callable[[list[str]], Any]:

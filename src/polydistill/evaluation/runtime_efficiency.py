@@ -21,8 +21,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from polydistill.evaluation.efficiency import (
     EfficiencySettings,
     can_reset_peak_rss,
@@ -30,6 +28,8 @@ from polydistill.evaluation.efficiency import (
     run_probe,
     time_latency,
     time_throughput,
+    timing_fields,
+    timing_texts,
 )
 
 
@@ -49,15 +49,10 @@ def measure_runtime_efficiency(
     """
     from polydistill import runtime
 
+    shuffled = timing_texts(texts, settings.seed, "measure_runtime_efficiency")
     onnx_path = Path(onnx_file)
     threads = settings.threads or _default_threads()
-    model = runtime.load(model_dir, file=onnx_path, threads=threads)
-    forward = _forward(model)
-    text_pool = [text for text in texts if isinstance(text, str) and text.strip()]
-    if not text_pool:
-        raise ValueError("measure_runtime_efficiency needs at least one non-empty text from the evaluated data")
-    rng = np.random.default_rng(settings.seed)
-    shuffled = [text_pool[i] for i in rng.permutation(len(text_pool))]
+    forward = _forward(runtime.load(model_dir, file=onnx_path, threads=threads))
     latencies_ms, _ = time_latency(forward, shuffled, settings, None, None)
     throughput = time_throughput(forward, shuffled, settings, None)
     memory = _peak_memory(model_dir, onnx_path, shuffled[: settings.batch_size], threads) if settings.peak_memory != "skip" else None
@@ -67,18 +62,10 @@ def measure_runtime_efficiency(
         "disk_bytes": onnx_bytes(onnx_path),
         "peak_memory_bytes": None if memory is None else memory["added"],
         "serving_process_peak_bytes": None if memory is None else memory["total"],
-        "latency_ms_p50": float(np.percentile(latencies_ms, 50)),
-        "latency_ms_p95": float(np.percentile(latencies_ms, 95)),
-        "throughput_per_s": throughput,
+        **timing_fields(latencies_ms, throughput, settings),
         "threads": threads,
         "device": "cpu",
         "runtime": "onnxruntime",
-        "latency_batch_size": 1,
-        "throughput_batch_size": settings.batch_size,
-        "warmup": settings.warmup,
-        "repeats": settings.repeats,
-        "throughput_batches": settings.throughput_batches,
-        "max_length": settings.max_length,
         "timing_includes_tokenization": True,
         "peak_memory_method": None if memory is None else "fresh_process_vmhwm",
     }
