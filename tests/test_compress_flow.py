@@ -176,7 +176,7 @@ def test_compress_command_on_a_students_directory(tiny_teacher_dir, tmp_path, ca
     assert not (tiny_teacher_dir / "onnx").exists()  # the input directory is left as it was
     # a second compress into the same directory refuses instead of overwriting
     assert main(["compress", str(tiny_teacher_dir), "--out", str(tmp_path / "shipped"), "--eval", str(tmp_path / "test.jsonl")]) == 2
-    assert "not an empty directory" in capsys.readouterr().err
+    assert "already holds files" in capsys.readouterr().err
 
 
 def test_bench_times_a_directory_and_its_onnx_export_side_by_side(tiny_teacher_dir, tmp_path):

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.numpy import save_file
 
 from polydistill.errors import ModelNotFoundError, PolydistillError
 from polydistill.models import offline
@@ -198,6 +199,7 @@ def test_reader_fills_a_bert_model_strictly(tmp_path: Path) -> None:
 def _fake_model_dir(path: Path) -> Path:
     path.mkdir(parents=True)
     (path / "config.json").write_text('{"model_type": "bert"}')
+    save_file({"w": np.zeros(1, np.float32)}, str(path / "model.safetensors"))  # a model directory has weights
     (path / "1_Pooling").mkdir()
     (path / "1_Pooling" / "config.json").write_text("{}")
     (path / offline.MANIFEST_NAME).write_text("{}")
@@ -213,6 +215,7 @@ def test_models_save_refuses_non_empty_dir_unless_forced(tmp_path: Path, capsys:
     assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()) == [
         "1_Pooling/config.json",
         "config.json",
+        "model.safetensors",
     ]  # the cache manifest is not part of the model
     assert main(["models", "save", str(source), str(target)]) == 2
     assert "not empty" in capsys.readouterr().err

@@ -342,3 +342,225 @@ def test_data_stats_reports_bad_files_as_errors(tmp_path: Path, capsys) -> None:
     path = write_jsonl(tmp_path / "bad.jsonl", ['{"text": ""}'])
     assert main(["data", "stats", str(path)]) == 2
     assert f"{path}, line 1" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# Encodings: a byte-order mark is read; any other encoding is refused at its first bad byte.
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("bom.jsonl", b'\xef\xbb\xbf{"text": "a", "label": "x"}\n{"text": "b", "label": "y"}\n'),
+        ("bom.csv", b"\xef\xbb\xbftext,label\r\na,x\r\nb,y\r\n"),
+        ("bom.tsv", b"\xef\xbb\xbftext\tlabel\na\tx\nb\ty\n"),
+    ],
+)
+def test_utf8_with_a_byte_order_mark_reads_like_without(tmp_path: Path, name: str, content: bytes) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert file_columns(path) == ["text", "label"]
+    dataset = read_examples(path, label_column="label")
+    assert dataset["text"] == ["a", "b"]
+    assert dataset.features["label"].names == ["x", "y"] and dataset["label"] == [0, 1]
+
+
+def test_latin1_csv_names_line_byte_offset_likely_encoding_and_conversion(tmp_path: Path) -> None:
+    path = tmp_path / "sheet.csv"
+    path.write_bytes("text,label\nok,a\ncafé,b\n".encode("latin-1"))
+    # 'text,label\n' is 11 bytes, 'ok,a\n' 5: line 3 starts at byte 16, its é (0xE9) is at 19
+    expected = (
+        f"{path}, line 3: not UTF-8 text: byte 0xE9 at byte offset 19 (invalid continuation byte); expected UTF-8. "
+        f"It looks like Windows-1252 (cp1252, what spreadsheet programs on Windows save); "
+        f"convert it with: iconv -f CP1252 -t UTF-8 {path} > {tmp_path / 'sheet.utf8.csv'}"
+    )
+    assert error_of(path, label_column="label") == expected
+    with pytest.raises(DataError) as caught:
+        file_columns(path)  # the peek decodes as the reader does
+    assert str(caught.value) == expected
+
+
+def test_cp1252_jsonl_is_refused_at_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "quotes.jsonl"
+    path.write_bytes('{"text": "ok"}\n{"text": "\u201chi\u201d"}\n'.encode("cp1252"))
+    message = error_of(path)
+    # '{"text": "ok"}\n' is 15 bytes; the opening quote 0x93 follows '{"text": "' (10 bytes)
+    assert message.startswith(f"{path}, line 2: not UTF-8 text: byte 0x93 at byte offset 25 (invalid start byte)")
+    assert "iconv -f CP1252 -t UTF-8" in message
+
+
+def test_a_byte_undefined_in_cp1252_suggests_latin1(tmp_path: Path) -> None:
+    path = tmp_path / "odd.jsonl"
+    path.write_bytes(b'{"text": "a\x81b"}\n')  # 0x81 is unassigned in Windows-1252
+    assert "It looks like Latin-1 (ISO-8859-1)" in error_of(path)
+
+
+def test_utf16_with_and_without_a_byte_order_mark(tmp_path: Path) -> None:
+    with_bom = tmp_path / "excel.csv"
+    with_bom.write_bytes("text\nhello\n".encode("utf-16"))
+    message = error_of(with_bom)
+    assert message.startswith(f"{with_bom}, line 1: not UTF-8 text: byte 0xFF at byte offset 0")
+    assert "UTF-16 (it starts with a UTF-16 byte-order mark)" in message and "iconv -f UTF-16 -t UTF-8" in message
+    without = tmp_path / "bare.jsonl"
+    without.write_bytes('{"text": "hello"}\n'.encode("utf-16-le"))  # valid UTF-8, full of NUL bytes
+    message = error_of(without)
+    assert message.startswith(f"{without}, line 1: not UTF-8 text: byte 0x00 at byte offset 1")
+    assert "iconv -f UTF-16LE -t UTF-8" in message
+    with pytest.raises(DataError, match="UTF-16LE"):
+        file_columns(without)
+
+
+# ---------------------------------------------------------------------------------------------
+# What is not a data file: named as what it is.
+
+
+def test_git_lfs_pointer_instead_of_data(tmp_path: Path) -> None:
+    pointer = "version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 1234\n"
+    for name in ("train.jsonl", "train.parquet"):
+        path = tmp_path / name
+        path.write_text(pointer, encoding="utf-8")
+        message = error_of(path)
+        assert message.startswith(f"{path}: a Git LFS pointer file, not the data") and "git lfs pull" in message
+        with pytest.raises(DataError, match="Git LFS pointer"):
+            file_columns(path)
+
+
+def test_empty_files(tmp_path: Path) -> None:
+    expected = {
+        "a.jsonl": "JSON Lines, one object a line",
+        "a.csv": "a header line naming the columns, then one example a line",
+        "a.parquet": "a Parquet file",
+    }
+    for name, content in expected.items():
+        path = tmp_path / name
+        path.write_bytes(b"")
+        assert error_of(path) == f"{path}: the file is empty (0 bytes); expected {content}"
+
+
+def test_binary_files_under_a_text_extension(tmp_path: Path) -> None:
+    workbook = tmp_path / "sheet.csv"
+    workbook.write_bytes(b"PK\x03\x04\x14\x00\x06\x00")
+    assert error_of(workbook).startswith(f"{workbook}: not a text file: it is a ZIP archive (an .xlsx workbook is one)")
+    parquet = tmp_path / "data.jsonl"
+    pq.write_table(pa.table({"text": ["a"]}), parquet)
+    assert "it is a Parquet file: give it a .parquet extension" in error_of(parquet)
+
+
+def test_truncated_and_damaged_parquet(tmp_path: Path) -> None:
+    good = tmp_path / "good.parquet"
+    pq.write_table(pa.table({"text": [f"text {i}" for i in range(200)]}), good)
+    data = good.read_bytes()
+    truncated = tmp_path / "cut.parquet"
+    truncated.write_bytes(data[: len(data) // 2])
+    message = error_of(truncated)
+    assert message.startswith(
+        f"{truncated}: a truncated Parquet file: it starts like one, but its footer is missing ({len(data) // 2} bytes)"
+    )
+    assert file_columns(truncated) == []  # the peek leaves the report to the reader
+
+    damaged = tmp_path / "damaged.parquet"
+    damaged.write_bytes(data[:4] + b"\xff" * 40 + data[44:])  # the first data page's header overwritten
+    assert error_of(damaged).startswith(f"{damaged}: a damaged Parquet file: its schema reads but its data do not")
+
+    undecodable_name = tmp_path / "names.parquet"  # found by tests/test_fuzz_readers.py: pyarrow raised UnicodeDecodeError
+    undecodable_name.write_bytes(data.replace(b"text", b"t\xa9xt"))
+    assert error_of(undecodable_name).startswith(f"{undecodable_name}: a damaged Parquet file")
+    assert file_columns(undecodable_name) == []
+
+    text = tmp_path / "text.parquet"
+    text.write_text("text\nhello\n", encoding="utf-8")
+    assert error_of(text).startswith(f"{text}: not a Parquet file: it starts with b'text', a Parquet file with b'PAR1'")
+
+
+def test_a_directory_given_as_a_data_file(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text('{"text": "a"}\n', encoding="utf-8")
+    (folder / "notes.md").write_text("x", encoding="utf-8")
+    message = error_of(folder)
+    assert message.startswith(f"{folder}: a directory, but not one written by Dataset.save_to_disk")
+    assert message.endswith(f"it holds 'train.jsonl': point at one of them, e.g. {folder / 'train.jsonl'}")
+    assert error_of(folder, format="jsonl") == f"{folder}: a directory, not a file; expected JSON Lines, one object a line"
+
+
+def test_saved_dataset_with_missing_or_damaged_files(tmp_path: Path) -> None:
+    for damage in ("missing", "truncated", "state"):
+        saved = tmp_path / damage
+        datasets.Dataset.from_dict({"text": ["a", "b"]}).save_to_disk(str(saved))
+        arrow = next(saved.glob("*.arrow"))
+        if damage == "missing":
+            arrow.unlink()
+        elif damage == "truncated":
+            arrow.write_bytes(arrow.read_bytes()[:40])
+        else:
+            (saved / "state.json").write_text("{not json", encoding="utf-8")
+        message = error_of(saved)
+        assert message.startswith(f"{saved}: a saved dataset directory with missing or damaged files")
+        assert message.endswith("save it again with Dataset.save_to_disk")
+
+
+# ---------------------------------------------------------------------------------------------
+# Values that cannot be read safely.
+
+
+def test_labels_mixing_names_ids_and_number_strings_name_the_first_of_each(tmp_path: Path) -> None:
+    path = write_jsonl(
+        tmp_path / "mixed.jsonl",
+        [
+            '{"text": "a", "label": "billing"}',
+            '{"text": "b", "label": "billing"}',
+            '{"text": "c", "label": 3}',
+            '{"text": "d", "label": "2"}',
+            '{"text": "e", "label": 1}',
+        ],
+    )
+    assert error_of(path, label_column="label") == (
+        f"{path}, line 3: 'label' mixes kinds of label: 'billing' (line 1) is a name; 3 (line 3) is an integer id; "
+        "'2' (line 4) is a number written as a string; expected all labels to be names or all integer ids "
+        "(write every label as a class name, or every label as its id 0..N-1)"
+    )
+
+
+def test_a_number_string_beside_names_is_ambiguous_but_alone_is_a_name(tmp_path: Path) -> None:
+    beside = write_jsonl(tmp_path / "beside.jsonl", ['{"text": "a", "label": "billing"}', '{"text": "b", "label": "2"}'])
+    message = error_of(beside, label_column="label")
+    assert f"{beside}, line 2: 'label' mixes kinds of label" in message and "'2' (line 2) is a number written as a string" in message
+    csv_file = tmp_path / "beside.csv"
+    csv_file.write_text("text,label\na,billing\nb,2\n", encoding="utf-8")
+    assert "'2' (line 3) is an integer id" in error_of(csv_file, label_column="label")
+    alone = write_jsonl(tmp_path / "stars.jsonl", ['{"text": "a", "label": "5"}', '{"text": "b", "label": "1"}'])
+    dataset = read_examples(alone, label_column="label")
+    assert dataset.features["label"].names == ["1", "5"] and dataset["label"] == [1, 0]
+    # with the teacher's label names there is nothing to guess: each label is looked up by name
+    named = read_examples(beside, label_column="label", label_names=["2", "billing"])
+    assert named["label"] == [1, 0]
+
+
+def test_integer_ids_implying_absurdly_many_classes(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "ids.jsonl", ['{"text": "a", "label": 0}', '{"text": "b", "label": 12345678901}'])
+    assert error_of(path, label_column="label") == (
+        f"{path}, line 2: 'label' is 12345678901: integer ids up to it would make 12345678902 classes; "
+        "expected ids 0..N-1 of at most 100000 classes (or label names)"
+    )
+    digits = tmp_path / "digits.csv"
+    digits.write_text("text,label\na,0\nb," + "9" * 5000 + "\n", encoding="utf-8")
+    assert f"{digits}, line 3: 'label' is 1000000000000000000" in error_of(digits, label_column="label")
+
+
+def test_duplicate_columns_are_refused(tmp_path: Path) -> None:
+    csv_file = tmp_path / "dup.csv"
+    csv_file.write_text("text,label,text\na,x,b\n", encoding="utf-8")
+    assert error_of(csv_file) == f"{csv_file}, line 1: the header names the column 'text' 2 times (fields 1, 3); expected each column once"
+    jsonl = write_jsonl(tmp_path / "dup.jsonl", ['{"text": "a"}', '{"text": "a", "text": "b"}'])
+    assert error_of(jsonl) == f"{jsonl}, line 2: malformed line: the key 'text' appears twice; expected each key once"
+
+
+def test_json_beyond_pythons_limits_and_lone_surrogates(tmp_path: Path) -> None:
+    path = write_jsonl(
+        tmp_path / "odd.jsonl",
+        ['{"text": "a", "n": ' + "1" * 5000 + "}", '{"text": "b\\ud800c"}', "[" * 100000 + "]" * 100000],
+    )
+    message = error_of(path)
+    assert f"{path}, line 1: malformed line: not usable JSON" in message
+    assert f"{path}, line 2: 'text' holds '\\ud800' at character 1, half of a character (a lone surrogate)" in message
+    assert f"{path}, line 3: malformed line: not usable JSON" in message

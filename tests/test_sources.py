@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from polydistill.config import RunConfig, validate_config
+from polydistill.config import RunConfig, load_config, validate_config
 from polydistill.data.sources import (
     TEACHER_TEXT,
     UNTAGGED,
@@ -20,8 +20,10 @@ from polydistill.data.sources import (
     load_source,
     read_labelled,
     read_pairs,
+    require_gold_labels,
 )
 from polydistill.errors import ConfigError, DataError
+from polydistill.tasks import get_task
 
 ROWS = [
     {"sentence": "the apple", "cat": "fruit", "language": "de", "english": "the apple"},
@@ -89,6 +91,80 @@ def test_file_source_label_column_is_optional_unless_named(tmp_path, wordpiece_t
     config = config_for(tmp_path, {"path": "labelled.jsonl"})
     dataset = read_labelled(config.data.train, config, tokenizer=wordpiece_tokenizer, label_names=["vehicle", "fruit"])
     assert col(dataset, "label") == [1, 0]  # ids of the teacher's label names
+
+
+def test_jsonl_with_a_byte_order_mark_keeps_its_default_label_column(tmp_path, wordpiece_tokenizer) -> None:
+    rows = [{"text": "the apple", "label": "fruit"}, {"text": "a bus", "label": "vehicle"}]
+    content = "".join(json.dumps(row) + "\n" for row in rows)
+    (tmp_path / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + content.encode("utf-8"))
+    config = config_for(tmp_path, {"path": "bom.jsonl"})  # label_column left at its default
+    dataset = read_labelled(config.data.train, config, tokenizer=wordpiece_tokenizer, label_names=None)
+    assert dataset.column_names == ["text", "label"]
+    assert dataset.features["label"].names == ["fruit", "vehicle"] and col(dataset, "label") == [0, 1]
+
+
+def test_a_file_in_another_encoding_is_refused_by_the_column_peek_too(tmp_path, wordpiece_tokenizer) -> None:
+    (tmp_path / "sheet.csv").write_bytes("text,label\ncafé,a\n".encode("cp1252"))
+    config = config_for(tmp_path, {"path": "sheet.csv"})
+    with pytest.raises(DataError) as error:
+        read_labelled(config.data.train, config, tokenizer=wordpiece_tokenizer, label_names=None)
+    # 'text,label\n' is 11 bytes, 'caf' 3 more: the é (0xE9) is at byte 14, on line 2
+    assert str(error.value).startswith(f"{tmp_path / 'sheet.csv'}, line 2: not UTF-8 text: byte 0xE9 at byte offset 14")
+
+
+# ---------------------------------------------------------------------------------------------
+# Gold labels that a config trains on.
+
+LABELS_CONFIG = """task: classification
+teacher:
+  model: teacher-dir
+data:
+  train:
+    path: {train}
+objectives:
+  soft_targets: {{}}
+  labels:
+    weight: 0.5
+"""
+
+
+def test_labels_objective_on_unlabelled_data_is_refused_at_its_line(tmp_path) -> None:
+    write_jsonl(tmp_path / "plain.jsonl", [{"text": "the apple"}, {"text": "a bus"}])
+    (tmp_path / "run.yaml").write_text(LABELS_CONFIG.format(train="plain.jsonl"), encoding="utf-8")
+    config = load_config(tmp_path / "run.yaml")
+    with pytest.raises(ConfigError) as error:
+        require_gold_labels(config)
+    assert str(error.value) == (
+        f"{tmp_path / 'run.yaml'}:9: objectives.labels trains on gold labels, but data.train "  # 'labels:' is line 9
+        f"{tmp_path / 'plain.jsonl'} has no 'label' column (its columns: text); expected labelled data: "
+        "add a 'label' column, set data.train.label_column, or remove objectives.labels"
+    )
+    with pytest.raises(ConfigError, match=r"run.yaml:9: objectives.labels trains on gold labels"):
+        get_task("classification").read_data(config, tokenizer=None, teacher_config=None)  # before any reading
+    write_jsonl(tmp_path / "labelled.jsonl", [{"text": "the apple", "label": "fruit"}])
+    (tmp_path / "run.yaml").write_text(LABELS_CONFIG.format(train="labelled.jsonl"), encoding="utf-8")
+    require_gold_labels(load_config(tmp_path / "run.yaml"))  # labelled: nothing to refuse
+    (tmp_path / "run.yaml").write_text(LABELS_CONFIG.format(train="plain.jsonl").replace("0.5", "0"), encoding="utf-8")
+    require_gold_labels(load_config(tmp_path / "run.yaml"))  # weight 0: the objective is off
+
+
+def test_teacher_finetune_on_unlabelled_data_is_refused(tmp_path) -> None:
+    write_jsonl(tmp_path / "plain.jsonl", [{"text": "the apple"}])
+    raw = {
+        "task": "classification",
+        "teacher": {"model": "teacher-dir", "finetune": {"data": {"path": "catalogs:django", "split": "train"}}},
+        "data": {"train": {"path": "plain.jsonl"}},
+    }
+    config = validate_config(raw, source_file=tmp_path / "run.yaml")
+    with pytest.raises(ConfigError) as error:
+        require_gold_labels(config)
+    assert str(error.value).startswith(
+        f"{tmp_path / 'run.yaml'}: teacher.finetune trains on gold labels, but teacher.finetune.data "
+        "'catalogs:django' holds translation pairs, no labels"
+    )
+    raw["teacher"]["finetune"]["data"] = {"path": "plain.jsonl"}
+    with pytest.raises(ConfigError, match=r"teacher.finetune.data \S+plain.jsonl has no 'label' column \(its columns: text\)"):
+        require_gold_labels(validate_config(raw, source_file=tmp_path / "run.yaml"))
 
 
 def test_catalog_source_is_one_split_relabelled_to_the_teachers_names(tmp_path) -> None:
@@ -211,6 +287,17 @@ def test_corpus_texts_by_language_reads_files(tmp_path) -> None:
         corpus_texts_by_language([str(tmp_path / "missing.txt")], ["de"])
     with pytest.raises(DataError, match="^languages: "):
         corpus_texts_by_language([str(tmp_path / "mixed.jsonl")], ["klingon"])
+
+
+def test_text_corpora_are_utf8_with_or_without_a_byte_order_mark(tmp_path) -> None:
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbfdas haus\r\ndie katze\r\n")
+    assert corpus_texts_by_language([f"de={tmp_path / 'bom.txt'}"], ["de"]) == {"de": ["das haus", "die katze"]}
+    (tmp_path / "latin1.txt").write_bytes("das haus\ngrüße\n".encode("latin-1"))
+    with pytest.raises(DataError) as error:
+        corpus_texts_by_language([f"de={tmp_path / 'latin1.txt'}"], ["de"])
+    # 'das haus\n' is 9 bytes, 'gr' 2 more: the ü (0xFC) is at byte 11, on line 2
+    assert str(error.value).startswith(f"{tmp_path / 'latin1.txt'}, line 2: not UTF-8 text: byte 0xFC at byte offset 11")
+    assert "iconv -f CP1252 -t UTF-8" in str(error.value)
 
 
 def test_corpus_from_the_catalogs_is_the_translated_side_and_english_for_en() -> None:

@@ -114,6 +114,25 @@ def _discard(partial: Path) -> None:
     shutil.rmtree(partial, ignore_errors=True)
 
 
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file beside it and a rename.
+
+    A reader, or a run killed halfway, sees the old file or the new one, never half of either.
+    """
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex}")
+    try:
+        with temporary.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def write_manifest(directory: Path, manifest: Mapping[str, Any], name: str = "manifest.json") -> None:
     """Write ``manifest`` as JSON and sync it to disk: its presence is what marks completion."""
     with (Path(directory) / name).open("w", encoding="utf-8") as handle:

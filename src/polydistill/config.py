@@ -11,17 +11,36 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
+from polydistill.config_yaml import config_location, parse_config_yaml, read_config_text, source_location
 from polydistill.data.sources import DEFAULT_CORPUS, is_builtin
 from polydistill.errors import ConfigError
 from polydistill.objectives.registry import ObjectiveConfig, registered
 from polydistill.tasks import get_task, task_names
+from polydistill.training.arguments import check_training_sections
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class FieldValueError(ValueError):
+    """A problem a model validator finds with one of its fields: the error then points at that field's line."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 # --------------------------------------------------------------------------- models
@@ -106,14 +125,16 @@ class StudentConfig(Section):
     @model_validator(mode="after")
     def _width_consistent(self) -> StudentConfig:
         if self.hidden_size and self.num_attention_heads and self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})")
+            raise FieldValueError(
+                "hidden_size", f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})"
+            )
         return self
 
     @model_validator(mode="after")
     def _init_needs_widths(self) -> StudentConfig:
         if self.init is not None and not self.is_narrower:
-            raise ValueError(
-                f"init: '{self.init}' applies to a narrower student; set hidden_size, intermediate_size or num_attention_heads"
+            raise FieldValueError(
+                "init", f"'{self.init}' applies to a narrower student; set hidden_size, intermediate_size or num_attention_heads"
             )
         return self
 
@@ -238,7 +259,7 @@ class CompressConfig(Section):
     @model_validator(mode="after")
     def _quantize_needs_export(self) -> CompressConfig:
         if self.quantize is not None and self.export is None:
-            raise ValueError("quantize needs export: onnx (int8 runs in onnxruntime)")
+            raise FieldValueError("quantize", "quantize needs export: onnx (int8 runs in onnxruntime)")
         return self
 
 
@@ -266,10 +287,18 @@ class RunConfig(Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     compress: CompressConfig | None = None
     output_dir: str = "runs/polydistill"
-    seed: int = 42
+    seed: int = Field(default=42, ge=0, le=2**32 - 1, description="numpy takes seeds 0..2**32-1")
 
     #: the YAML file this config came from (not a config key)
     source_file: Path | None = Field(default=None, exclude=True)
+    #: its text, kept so that checks made after validation (against the teacher, at training time)
+    #: can name the line of the field they refuse; see :func:`config_location`
+    _source_text: str | None = PrivateAttr(default=None)
+
+    @property
+    def source_text(self) -> str | None:
+        """The YAML text this config came from (None for a config built in code)."""
+        return self._source_text
 
     @field_validator("task")
     @classmethod
@@ -286,15 +315,15 @@ class RunConfig(Section):
         specs = registered()
         wrong = {name for name, _ in self.objectives.enabled() if self.task not in specs[name].tasks}
         if wrong:
-            raise ValueError(f"objectives {sorted(wrong)} do not apply to task '{self.task}'")
+            raise FieldValueError("objectives", f"objectives {sorted(wrong)} do not apply to task '{self.task}'")
         if getattr(self.objectives, "labels", None) is not None and self.data.train.label_column is None:
-            raise ValueError("objectives.labels needs gold labels: set data.train.label_column")
+            raise FieldValueError("objectives.labels", "objectives.labels needs gold labels: set data.train.label_column")
         return self
 
     @model_validator(mode="after")
     def _compress_needs_eval(self) -> RunConfig:
         if self.compress is not None and self.data.eval is None:
-            raise ValueError("compress measures every stage per language: set data.eval")
+            raise FieldValueError("compress", "compress measures every stage per language: set data.eval")
         return self
 
     @property
@@ -303,36 +332,39 @@ class RunConfig(Section):
 
     def resolve_path(self, path: str) -> Path:
         """Input paths in a config are relative to the config file's directory."""
-        candidate = Path(path).expanduser()
+        candidate = _expand_user(Path(path))
         if candidate.is_absolute() or self.source_file is None:
             return candidate
         return (self.source_file.parent / candidate).resolve()
 
+    def resolve_model(self, ref: str) -> str:
+        """The model reference to look up: a directory beside the config file wins over a Hub id.
+
+        Paths in a config are relative to the config file, as data paths are, so ``./teacher`` or
+        a bare ``my-teacher`` finds the directory next to the config from any working directory.
+        A directory relative to the working directory (what a bare path meant before) still
+        counts, second; both come back absolute, so a saved copy of the config runs from anywhere.
+        Anything else (a Hub id, ``offline:<name>``) comes back unchanged.
+        """
+        path = _expand_user(Path(ref))
+        if path.is_absolute() or ref.startswith("offline:"):
+            return ref
+        bases = [self.source_file.parent] if self.source_file is not None else []
+        for base in [*bases, Path.cwd()]:
+            if (base / path).is_dir():
+                return str((base / path).resolve())
+        return ref
+
+
+def _expand_user(path: Path) -> Path:
+    """``~/x`` as the home directory's ``x``; ``~nobody/x`` (no such user) stays as written and is then not found."""
+    try:
+        return path.expanduser()
+    except RuntimeError:
+        return path
+
 
 FinetuneConfig.model_rebuild()
-
-#: Arguments that polydistill sets itself; a config may not override them.
-RESERVED_TRAINING_ARGUMENTS = {"output_dir", "remove_unused_columns", "label_names"}
-
-
-def training_argument_problems(training: dict[str, Any]) -> list[tuple[str, str]]:
-    """(key, problem) for each key that ``transformers.TrainingArguments`` does not take from us."""
-    import dataclasses
-    import difflib
-
-    from transformers import TrainingArguments
-
-    known = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
-    problems = []
-    for key in training:
-        if key in RESERVED_TRAINING_ARGUMENTS:
-            problems.append((key, "is set by polydistill; remove it (output_dir is a top-level key)"))
-        elif key not in known:
-            close = difflib.get_close_matches(key, known, n=3)
-            hint = f"; did you mean {' or '.join(close)}?" if close else ""
-            problems.append((key, f"is not a transformers.TrainingArguments field{hint}"))
-    return problems
-
 
 # --------------------------------------------------------------------------- loading
 
@@ -340,17 +372,12 @@ def training_argument_problems(training: dict[str, Any]) -> list[tuple[str, str]
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Read and validate a run config; errors name the file, the line and the field."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML ({getattr(error, 'problem', error)})") from error
+    text = read_config_text(path)
+    raw = parse_config_yaml(path, text)
+    if raw is None:
+        raise ConfigError(f"{path}: the config file is empty; expected a mapping of sections (teacher, student, data, ...)")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections (teacher, student, data, ...)")
+        raise ConfigError(f"{path}:1: expected a mapping of sections (teacher, student, data, ...), got {_yaml_kind(raw)}")
     raw.update(overrides or {})
     return validate_config(raw, source_file=path, source_text=text)
 
@@ -361,53 +388,41 @@ def validate_config(raw: dict[str, Any], *, source_file: Path | None = None, sou
     except ValidationError as error:
         raise ConfigError(_describe_validation_error(error, source_file, source_text)) from None
     config.source_file = source_file.resolve() if source_file else None
-    _check_task(config, source_text)
-    _check_training_arguments(config, source_text)
+    config._source_text = source_text
+    _check_task(config)
+    check_training_sections(config)
     _check_files_exist(config)
+    _check_model_paths(config)
     return config
 
 
-def _location(source_file: Path | None, source_text: str | None, path: list[Any]) -> str:
-    """``file:line`` of the deepest node of ``path`` the YAML has (the file alone, or "config", when unknown)."""
-    line = _line_of(source_text, path) if source_text else None
-    return f"{source_file}:{line}" if source_file and line else str(source_file or "config")
-
-
-def _check_task(config: RunConfig, source_text: str | None) -> None:
+def _check_task(config: RunConfig) -> None:
     """What the config's task cannot honour, each at the line of the field it concerns."""
-    lines = [
-        f"{_location(config.source_file, source_text, field.split('.'))}: {field}: {problem}"
-        for field, problem in get_task(config.task).check_config(config)
-    ]
+    lines = [f"{config_location(config, field)}: {field}: {problem}" for field, problem in get_task(config.task).check_config(config)]
     if lines:
         raise ConfigError("invalid run config\n  " + "\n  ".join(lines))
 
 
-def _check_training_arguments(config: RunConfig, source_text: str | None) -> None:
-    sections: list[tuple[tuple[str, ...], dict[str, Any]]] = [(("training",), config.training)]
-    if config.teacher.finetune:
-        sections.append((("teacher", "finetune", "training"), config.teacher.finetune.training))
-    if config.compress and config.compress.prune:
-        sections.append((("compress", "prune", "training"), config.compress.prune.training))
-    lines = []
-    for location, training in sections:
-        for key, problem in training_argument_problems(training):
-            path = [*location, key]
-            lines.append(f"{_location(config.source_file, source_text, path)}: {'.'.join(path)}: '{key}' {problem}")
-    if lines:
-        raise ConfigError("invalid run config\n  " + "\n  ".join(lines))
+def _yaml_kind(value: Any) -> str:
+    kinds: dict[type, str] = {list: "a list", str: "text"}
+    return kinds.get(type(value), f"a {type(value).__name__}")
 
 
 def _describe_validation_error(error: ValidationError, source_file: Path | None, source_text: str | None) -> str:
     lines = []
     for item in error.errors():
         location = [part for part in item["loc"] if not _is_union_branch(part)]
+        raised = item.get("ctx", {}).get("error")
+        if isinstance(raised, FieldValueError):  # a model validator's problem with one field: point at that field
+            location += raised.field.split(".")
         field = ".".join(str(part) for part in location) or "(top level)"
-        where = _location(source_file, source_text, location)
+        where = source_location(source_file, source_text, location)
         if item["type"] == "extra_forbidden":
             message = f"unknown key '{location[-1]}'{_allowed_keys_hint(location)}"
         elif item["type"] == "missing":
             message = "required field is missing"
+        elif isinstance(raised, FieldValueError):
+            message = str(raised)
         else:
             got = item.get("input")
             message = f"{item['msg']} (got {got!r})" if not isinstance(got, dict | BaseModel) else item["msg"]
@@ -434,27 +449,6 @@ def _allowed_keys_hint(location: list[Any]) -> str:
     return f"; expected one of: {', '.join(keys)}"
 
 
-def _line_of(source_text: str, location: list[Any]) -> int | None:
-    """Line (1-based) of the deepest YAML node on ``location`` that exists in the file."""
-    try:
-        node = yaml.compose(source_text)
-    except yaml.YAMLError:
-        return None
-    line = None
-    for part in location:
-        if isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if str(k.value) == str(part)), None)
-            if match is None:
-                break
-            line, node = match[0].start_mark.line + 1, match[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
-
-
 def _check_files_exist(config: RunConfig) -> None:
     sources = [("data.train", config.data.train), ("data.eval", config.data.eval)]
     if config.teacher.finetune:
@@ -465,8 +459,20 @@ def _check_files_exist(config: RunConfig) -> None:
         resolved = config.resolve_path(source.path)
         if not resolved.exists():
             raise ConfigError(
-                f"{config.source_file or 'config'}: {field}.path: file '{source.path}' does not exist (looked for {resolved})"
+                f"{config_location(config, f'{field}.path')}: {field}.path: file '{source.path}' does not exist (looked for {resolved})"
             )
+
+
+def _check_model_paths(config: RunConfig) -> None:
+    """A model given as a path (``./teacher``, ``../models/x``, ``~/x``, ``/x``) must be a directory
+    beside the config (or, as before, in the working directory); a bare name may be a Hub id."""
+    for field, ref in (("teacher.model", config.teacher.model), ("student.model", config.student.model)):
+        if ref is None or not ref.startswith((".", "/", "~")):
+            continue
+        resolved = config.resolve_model(ref)
+        if not Path(resolved).is_dir():
+            beside = config.resolve_path(ref)
+            raise ConfigError(f"{config_location(config, field)}: {field}: model directory '{ref}' does not exist (looked for {beside})")
 
 
 def check_against_teacher(config: RunConfig, teacher_layers: int, student_layers: int, base_layers: int | None = None) -> None:
@@ -475,10 +481,9 @@ def check_against_teacher(config: RunConfig, teacher_layers: int, student_layers
     ``base_layers``: layers of the model the student is built from, when ``student.model`` names
     one other than the teacher (``keep_layers`` then indexes that model's layers).
     """
-    where = config.source_file or "config"
 
     def fail(field: str, message: str) -> None:
-        raise ConfigError(f"{where}: {field}: {message}")
+        raise ConfigError(f"{config_location(config, field)}: {field}: {message}")
 
     keep = config.student.keep_layers
     base_layers = teacher_layers if base_layers is None else base_layers

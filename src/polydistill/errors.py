@@ -15,3 +15,8 @@ class DataError(PolydistillError):
 
 class ModelNotFoundError(PolydistillError):
     """A model reference that resolves to nothing: names the reference and why."""
+
+
+class ModelFileError(PolydistillError):
+    """A model directory whose files cannot be used (an invalid config.json, an LFS pointer, a truncated
+    or pickle-only checkpoint): names the file, what is wrong with it and the fix."""

@@ -18,8 +18,9 @@ checked at when it recorded one (``polydistill_runtime.json`` beside the graph),
 truncates where its PyTorch evaluation did. Texts are sorted by length before batching, so a batch
 pads little, and the results come back in the caller's order.
 
-It imports numpy, tokenizers, onnxruntime (when a model is loaded) and :mod:`polydistill.errors`
-only; ``tests/test_runtime.py`` checks that in a process where importing torch fails.
+It imports numpy, tokenizers, onnxruntime (when a model is loaded), :mod:`polydistill.errors` and
+:mod:`polydistill.models.checks` (standard library only) only; ``tests/test_runtime.py`` checks that
+in a process where importing torch fails.
 """
 
 from __future__ import annotations
@@ -107,7 +108,26 @@ def inference_session(
         if threads < 1:
             raise ConfigError(f"threads must be at least 1, got {threads}")
         options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), sess_options=options, providers=list(providers or ["CPUExecutionProvider"]))
+    return open_onnx_session(Path(path), options, list(providers or ["CPUExecutionProvider"]))
+
+
+def open_onnx_session(path: Path, options: onnxruntime.SessionOptions, providers: list[str]) -> onnxruntime.InferenceSession:
+    """The session of the graph in ``path``, or an error naming the file when it is a Git LFS
+    pointer or does not load (a truncated or corrupt file: onnxruntime's own errors say little)."""
+    import onnxruntime as ort
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+    from polydistill.errors import ModelFileError
+    from polydistill.models.checks import refuse_lfs_pointer
+
+    refuse_lfs_pointer(path)
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except (ort_errors.Fail, ort_errors.InvalidProtobuf, ort_errors.InvalidGraph, ort_errors.NoSuchFile) as error:
+        raise ModelFileError(
+            f"{path} cannot be loaded as an ONNX model ({type(error).__name__}: {error}); "
+            "it is truncated or corrupt (an interrupted copy?) or its external data file is missing: export or copy it again"
+        ) from None
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -124,15 +124,11 @@ def _model_dir_of(onnx_file: Path) -> Path:
 
 
 def _load_torch(directory: Path):
-    import json
-
-    from polydistill.errors import ModelNotFoundError
+    from polydistill.models.checks import check_model_dir, read_json_object
     from polydistill.models.loading import load_classifier, load_encoder, load_tokenizer
 
-    config_file = directory / "config.json"
-    if not config_file.is_file():
-        raise ModelNotFoundError(f"{directory}: not a model directory (no config.json)")
-    architectures = json.loads(config_file.read_text()).get("architectures") or []
+    check_model_dir(directory, reference=str(directory))
+    architectures = read_json_object(directory / "config.json", reference=str(directory)).get("architectures") or []
     classifier = any(name.endswith("ForSequenceClassification") for name in architectures) and not (directory / "modules.json").is_file()
     model = load_classifier(directory)[0] if classifier else load_encoder(directory)
     return model.eval(), load_tokenizer(directory)

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("student", metavar="STUDENT_DIR", help="a distilled student (classifier or sentence-transformers directory)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output directory (must be new or empty)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory (new or empty, unless --overwrite)")
     parser.add_argument(
         "--config", metavar="RUN.yaml", help="the run config to take teacher, data and objectives from (default: the run's own)"
     )
@@ -53,6 +53,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--accept-drop", action="store_true", help="ship int8 even when a language fails the check")
     parser.add_argument("--no-teacher-onnx", action="store_true", help="skip the teacher's plain int8 baseline")
     parser.add_argument("--quick", action="store_true", help="short speed measurements (noisier)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="--out may hold something: its contents are moved aside to <dir>.previous-<time>, not deleted",
+    )
     parser.set_defaults(func=run_compress)
 
 
@@ -60,20 +65,20 @@ def run_compress(args: argparse.Namespace) -> int:
     from polydistill.atomic import atomic_directory
     from polydistill.compress.pipeline import Teacher, compress_student, raise_for_failed_checks
     from polydistill.console import console
-    from polydistill.errors import ConfigError
     from polydistill.evaluation.evaluate import METRICS_FILENAME, write_metrics
     from polydistill.evaluation.report import write_report
+    from polydistill.models.checks import check_model_dir
     from polydistill.models.loading import load_tokenizer
+    from polydistill.output_dir import plan_output_dir
     from polydistill.tasks import get_task
 
     student_dir = Path(args.student)
-    if not (student_dir / "config.json").is_file():
-        raise ConfigError(f"{student_dir}: not a model directory (no config.json)")
+    check_model_dir(student_dir, reference=args.student)
     out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"--out {out}: exists and is not an empty directory; choose a new one so nothing is overwritten")
+    plan = plan_output_dir(out, overwrite=args.overwrite)
 
     config, teacher_dir = _config(args, student_dir)
+    plan.apply()
     task = get_task(config.task)
     shipped = out / "student"
     with atomic_directory(shipped) as staging:  # the input stays untouched; the shipped copy gets onnx/

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import argparse
 from importlib import resources
+from pathlib import Path
+
+from polydistill.commands.run import add_output_options
 
 DEMO_RECIPES = {"classification": "demo-classification.yaml", "embeddings": "demo-embeddings.yaml"}
 #: --quick: a first look in a few minutes (three languages, one of them in a non-Latin script)
@@ -24,14 +27,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--languages", help="comma-separated BCP 47 codes served besides English (default: the recipe's)")
     parser.add_argument("--out", help="output directory (default: runs/demo-<task>[-quick])")
     parser.add_argument("--quick", action="store_true", help="three languages, fewer epochs: a first look")
+    add_output_options(parser)
     parser.set_defaults(func=_demo)
 
 
 def demo_config_dict(task: str, *, languages: list[str] | None, quick: bool) -> dict:
     """The recipe with the command line's choices applied."""
-    import yaml
+    from polydistill.config_yaml import parse_config_yaml, read_config_text
 
-    raw = yaml.safe_load(recipe_path(task).read_text(encoding="utf-8"))
+    path = Path(str(recipe_path(task)))
+    raw = parse_config_yaml(path, read_config_text(path))
     if quick:
         languages = languages or QUICK_LANGUAGES
         if "finetune" in raw["teacher"]:
@@ -55,8 +60,6 @@ def recipe_path(task: str):
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from rich.console import Console
     from rich.table import Table
 
@@ -66,7 +69,7 @@ def _demo(args: argparse.Namespace) -> int:
     languages = [code.strip() for code in args.languages.split(",") if code.strip()] if args.languages else None
     raw = demo_config_dict(args.task, languages=languages, quick=args.quick)
     config = validate_config(raw, source_file=Path(str(recipe_path(args.task))))
-    result = run(config, output_dir=args.out)
+    result = run(config, output_dir=args.out, overwrite=args.overwrite, resume=args.resume)
 
     from polydistill.evaluation.metrics import primary_metric_for
     from polydistill.evaluation.report import metric_name

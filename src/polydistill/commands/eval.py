@@ -47,6 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     speed.add_argument("--quick", action="store_true", help="short speed measurements (noisier)")
     speed.add_argument("--no-efficiency", action="store_true", help="skip size and speed measurements")
     parser.add_argument("--no-report", action="store_true", help="write metrics.json only")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="--out may hold something: its contents are moved aside to <dir>.previous-<time>, not deleted",
+    )
     parser.set_defaults(func=run_eval)
 
 
@@ -57,9 +62,11 @@ def run_eval(args: argparse.Namespace) -> int:
     from polydistill.errors import ConfigError
     from polydistill.evaluation.efficiency import EfficiencySettings
     from polydistill.evaluation.evaluate import evaluate_run, model_label_names
+    from polydistill.output_dir import plan_output_dir
 
     if args.max_length < 2 or args.batch_size < 1 or (args.threads is not None and args.threads < 1):
         raise ConfigError("--max-length must be >= 2, --batch-size and --threads >= 1")
+    plan = plan_output_dir(args.out, overwrite=args.overwrite)
     student_dir, student, tokenizer = _load_classifier(args.model)
     teacher_dir = teacher = teacher_tokenizer = None
     if args.teacher:
@@ -73,6 +80,7 @@ def run_eval(args: argparse.Namespace) -> int:
         efficiency = EfficiencySettings.quick(threads=args.threads)
     else:
         efficiency = EfficiencySettings(threads=args.threads)
+    plan.apply()
     metrics = evaluate_run(
         Path(args.out),
         student=student,
@@ -130,18 +138,20 @@ def _data_description(args: argparse.Namespace) -> str:
 
 
 def _load_classifier(reference: str):
-    """(directory, model, tokenizer) of a sequence classifier; no remote code is ever run."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
+    """(directory, model, tokenizer) of a sequence classifier; no remote code is ever run, no pickle
+    is loaded (see :mod:`polydistill.models.checks`)."""
     from polydistill.errors import ModelNotFoundError
+    from polydistill.models.loading import load_classifier, load_tokenizer
     from polydistill.models.zoo import resolve_model_path
 
     directory = resolve_model_path(reference)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(directory)
-        model = AutoModelForSequenceClassification.from_pretrained(directory)
-    except (OSError, ValueError) as error:
-        raise ModelNotFoundError(f"could not load '{reference}' as a text classifier: {error}") from error
+    tokenizer = load_tokenizer(directory)
+    model, fresh_head = load_classifier(directory)
+    if fresh_head:
+        raise ModelNotFoundError(
+            f"'{reference}' ({directory}) has no trained classification head: its scores would be those of random weights; "
+            "give a fine-tuned classifier (or polydistill finetune it first)"
+        )
     model.eval()
     return directory, model, tokenizer
 

@@ -29,6 +29,6 @@ def _finetune(args: argparse.Namespace) -> int:
     if config.teacher.finetune is None:
         raise ConfigError(f"{config.source_file}: teacher.finetune: the config has no finetune section")
     output_dir = Path(args.out or config.output_dir)
-    base_dir = resolve_model_path(config.teacher.model, revision=config.teacher.revision)
+    base_dir = resolve_model_path(config.resolve_model(config.teacher.model), revision=config.teacher.revision)
     print(finetune_teacher(config, base_dir, output_dir / "teacher", label_names=None))
     return 0

@@ -136,13 +136,14 @@ def _load(directory: Path) -> tuple[Any, Any]:
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     from polydistill.errors import PolydistillError
+    from polydistill.models.loading import weights_kwargs
 
     config = AutoConfig.from_pretrained(directory)
     architectures = getattr(config, "architectures", None) or []
     model_class = getattr(transformers, architectures[0], None) if architectures else None
     if model_class is None:
         model_class = AutoModel
-    model = model_class.from_pretrained(directory, dtype="auto").eval()
+    model = model_class.from_pretrained(directory, dtype="auto", **weights_kwargs()).eval()
     tokenizer = AutoTokenizer.from_pretrained(directory)
     if not getattr(tokenizer, "is_fast", False):
         raise PolydistillError(f"the tokenizer in {directory} is not a fast tokenizer (tokenizer.json); cannot trim it")

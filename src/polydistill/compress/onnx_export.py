@@ -30,6 +30,7 @@ import torch
 
 from polydistill.compress.lean_encoder import LeanEncoder, classifier_head, supports_lean_export
 from polydistill.errors import ConfigError
+from polydistill.models.loading import weights_kwargs
 from polydistill.runtime import read_json, tokenizer_max_length
 
 #: what an export must match PyTorch by
@@ -130,7 +131,7 @@ class _Logits(torch.nn.Module):
         from transformers import AutoModelForSequenceClassification
 
         super().__init__()
-        self.model = AutoModelForSequenceClassification.from_pretrained(model_dir, attn_implementation="eager")
+        self.model = AutoModelForSequenceClassification.from_pretrained(model_dir, attn_implementation="eager", **weights_kwargs())
         self.lean = LeanEncoder(self.model) if supports_lean_export(self.model) else None
 
     def forward(self, **inputs: Any) -> Any:

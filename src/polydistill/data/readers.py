@@ -11,6 +11,17 @@ TSV (``.tsv``, ``.tab``), Parquet (``.parquet``, ``.pq``) and directories writte
 ``Dataset.save_to_disk``. Nothing is written: not to the file, not next to it (a saved dataset
 is loaded into memory, so ``datasets`` puts no cache file in the user's directory).
 
+Text files are UTF-8, with or without a byte-order mark, decoded the same way by every reader
+here (the column peek :func:`file_columns` included). A file in another encoding is refused at
+its first undecodable byte (line and byte offset), with the encoding it probably has and the
+``iconv`` command that converts it; an empty file, a Git LFS pointer, a truncated Parquet file
+or a damaged saved dataset is refused as what it is.
+
+Labels are all names or all integer ids. Without ``label_names`` a mix is refused, since
+``3`` or ``"2"`` beside names may be an id or a class called "2": in CSV/TSV, where every cell
+is text, an integer cell counts as an id; in JSON and Parquet a string of digits counts as
+neither (a mix with names or ids is refused), and all such strings alone are names.
+
 Canonical columns of what is returned: ``text`` (str), and when their columns are named,
 ``label`` (int with a ``ClassLabel`` feature), ``lang`` (BCP 47 tag), ``translation`` (str: for
 parallel data ``text`` is the source side and ``translation`` the target side), ``source_id``.
@@ -20,14 +31,16 @@ Sources by name (built-in catalogs or a path) are resolved by :mod:`polydistill.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import math
 import re
+import shlex
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from polydistill.data.columns import dataset_from_columns
 from polydistill.data.languages import normalize_language
@@ -42,6 +55,7 @@ __all__ = [
     "detect_format",
     "file_columns",
     "read_examples",
+    "read_utf8_text",
     "truncate_to_tokens",
 ]
 
@@ -58,6 +72,8 @@ _EXTENSION_FORMATS = {
 }
 #: Problems listed in one error before the rest are only counted.
 MAX_REPORTED_PROBLEMS = 20
+#: The most classes integer label ids may imply (ids 0..max) when no label names are given.
+MAX_INFERRED_LABELS = 100_000
 _INTEGER = re.compile(r"^[+-]?\d+$")
 _LANGUAGE_EXAMPLE = "a BCP 47 tag such as 'de', 'pt-BR' or 'zh-Hans'"
 
@@ -105,6 +121,147 @@ class _Problems:
 
 
 # ---------------------------------------------------------------------------------------------
+# The file as a whole, before it is parsed: a data file at all, and UTF-8 text.
+
+_LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
+#: byte-order marks of encodings other than UTF-8, longest first (UTF-32LE starts like UTF-16LE)
+_FOREIGN_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+#: the first bytes of files that users give by mistake for a text file, and what to do instead
+_MAGIC_BYTES = (
+    (b"PAR1", "a Parquet file: give it a .parquet extension"),
+    (b"\x1f\x8b", "gzip-compressed: decompress it first (gunzip)"),
+    (b"PK\x03\x04", "a ZIP archive (an .xlsx workbook is one): export the sheet as CSV (UTF-8)"),
+)
+_EXPECTED_CONTENT = {
+    "jsonl": "JSON Lines, one object a line",
+    "csv": "a header line naming the columns, then one example a line",
+    "tsv": "a header line naming the columns, then one example a line",
+    "parquet": "a Parquet file",
+    "text": "UTF-8 text, one text a line",
+}
+
+
+def _check_data_file(path: Path, data_format: str) -> None:
+    """Refuse, by name, what is not a data file: a directory, an empty file, a Git LFS pointer,
+    and for a text format, binary data or UTF-16 (NUL bytes, which UTF-8 text never has).
+
+    These fail deep inside a parser otherwise, with a message about the parser, not the file
+    (UTF-16 without a byte-order mark even decodes as UTF-8, to text full of NUL characters).
+    """
+    if data_format == "datasets":
+        return  # a directory; :func:`_saved_dataset` checks what it holds
+    expected = _EXPECTED_CONTENT[data_format]
+    if path.is_dir():
+        raise DataError(f"{path}: a directory, not a file; expected {expected}")
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+    except OSError as error:
+        raise DataError(f"{path}: cannot be read ({error.strerror or error})") from None
+    if not head:
+        raise DataError(f"{path}: the file is empty (0 bytes); expected {expected}")
+    if head.startswith(_LFS_POINTER):
+        raise DataError(
+            f"{path}: a Git LFS pointer file, not the data (it starts with '{_LFS_POINTER.decode()}'); "
+            "fetch the real file with `git lfs pull` in its repository, then try again"
+        )
+    if data_format == "parquet":
+        return
+    for magic, what in _MAGIC_BYTES:
+        if head.startswith(magic):
+            raise DataError(f"{path}: not a text file: it is {what}; expected {expected}")
+    if any(head.startswith(bom) for bom, _ in _FOREIGN_BOMS):
+        raise _not_utf8_at(path, head, 0, "a byte-order mark of another encoding")
+    if b"\x00" in head:
+        raise _not_utf8_at(path, head, head.index(b"\x00"), "a NUL byte, which UTF-8 text does not hold")
+
+
+def _not_utf8(path: Path) -> DataError:
+    """The error for a file that is not UTF-8: where its first undecodable byte is, the
+    encoding it probably has, and the command that converts it."""
+    data = path.read_bytes()
+    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        data[start:].decode("utf-8")
+    except UnicodeDecodeError as error:
+        offset = start + error.start
+        reason = error.reason
+    else:  # the caller saw a decoding error that the whole file does not have
+        return DataError(f"{path}: not UTF-8 text; expected UTF-8")
+    return _not_utf8_at(path, data, offset, reason)
+
+
+def _not_utf8_at(path: Path, data: bytes, offset: int, reason: str) -> DataError:
+    """The error for the byte at ``offset`` of ``data`` (the file, or its first part)."""
+    line = data.count(b"\n", 0, offset) + 1
+    message = f"{path}, line {line}: not UTF-8 text: byte 0x{data[offset]:02X} at byte offset {offset} ({reason}); expected UTF-8"
+    return DataError(message + _conversion_hint(path, data))
+
+
+def _conversion_hint(path: Path, data: bytes) -> str:
+    """What a file that is not UTF-8 probably is, and how to convert it."""
+    encoding = _likely_encoding(data)
+    if encoding is None:
+        return ". The file holds NUL bytes: binary data, not text"
+    label, iconv_name = encoding
+    converted = path.with_name(f"{path.stem}.utf8{path.suffix}")
+    return (
+        f". It looks like {label}; convert it with: iconv -f {iconv_name} -t UTF-8 {shlex.quote(str(path))} > {shlex.quote(str(converted))}"
+    )
+
+
+def _likely_encoding(data: bytes) -> tuple[str, str] | None:
+    """(description, iconv name) of the encoding ``data`` probably has; None for binary data.
+
+    A byte-order mark settles it; NUL bytes at every other position are UTF-16 without one;
+    otherwise the usual culprit is a spreadsheet's Windows-1252 (a superset of Latin-1 in
+    print), and Latin-1 when a byte is undefined in Windows-1252.
+    """
+    for bom, name in _FOREIGN_BOMS:
+        if data.startswith(bom):
+            return f"{name} (it starts with a {name} byte-order mark)", name
+    sample = data[:4096]
+    if b"\x00" in sample:
+        odd, even = sample[1::2].count(0), sample[0::2].count(0)
+        if odd > len(sample) // 4 and even == 0:
+            return "UTF-16 little-endian without a byte-order mark", "UTF-16LE"
+        if even > len(sample) // 4 and odd == 0:
+            return "UTF-16 big-endian without a byte-order mark", "UTF-16BE"
+        return None
+    try:
+        data.decode("cp1252")
+    except UnicodeDecodeError:
+        return "Latin-1 (ISO-8859-1)", "ISO-8859-1"
+    return "Windows-1252 (cp1252, what spreadsheet programs on Windows save)", "CP1252"
+
+
+def _open_utf8(path: Path) -> TextIO:
+    """A text handle on ``path`` as every reader decodes it: UTF-8, a byte-order mark dropped,
+    line ends kept as they are (the csv module and editors' line numbers need them)."""
+    return path.open("r", encoding="utf-8-sig", errors="strict", newline="")
+
+
+def read_utf8_text(path: str | Path) -> str:
+    """The whole text of a UTF-8 file (a byte-order mark dropped), for plain-text corpora.
+
+    Raises :class:`~polydistill.errors.DataError` for a directory, an empty file, a Git LFS
+    pointer, or text in another encoding (with the line and byte offset and how to convert it).
+    """
+    path = Path(path).expanduser()
+    _check_data_file(path, "text")
+    try:
+        with _open_utf8(path) as handle:
+            return handle.read()
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
+
+
+# ---------------------------------------------------------------------------------------------
 # Reading raw rows, one function per format.
 
 
@@ -140,27 +297,39 @@ def file_columns(path: str | Path, format: str | None = None) -> list[str]:
 
     For a caller whose columns are optional (a ``lang`` or ``label`` column used when present).
     A file too damaged to tell gives no columns; :func:`read_examples` then reports what is wrong.
+    The file is decoded as :func:`read_examples` decodes it (UTF-8, a byte-order mark dropped),
+    so both see the same columns; what is not a data file at all (no file, an empty file, a Git
+    LFS pointer, text in another encoding) raises the :class:`~polydistill.errors.DataError`
+    that :func:`read_examples` would.
     """
     path = Path(path).expanduser()
     data_format = detect_format(path, format)
-    try:
-        if data_format == "jsonl":
-            with path.open(encoding="utf-8-sig") as handle:
-                record = json.loads(next((line for line in handle if line.strip()), "{}"))
-            return list(record) if isinstance(record, dict) else []
-        if data_format in ("csv", "tsv"):
-            with path.open(encoding="utf-8-sig", newline="") as handle:
+    if not path.exists():
+        raise DataError(f"{path}: no such file or directory")
+    _check_data_file(path, data_format)
+    if data_format == "jsonl":
+        first = next(_jsonl_lines(path), None)
+        try:
+            record = json.loads(first[1]) if first else None
+        except (ValueError, RecursionError):  # not JSON, or numbers/nesting beyond Python's limits
+            return []
+        return list(record) if isinstance(record, dict) else []
+    if data_format in ("csv", "tsv"):
+        try:
+            with _open_utf8(path) as handle:
                 header = next(csv.reader(handle, delimiter="," if data_format == "csv" else "\t"), [])
-            return [name.strip() for name in header]
-    except (UnicodeDecodeError, json.JSONDecodeError, csv.Error):
-        return []
+        except UnicodeDecodeError:
+            raise _not_utf8(path) from None
+        except csv.Error:
+            return []
+        return [name.strip() for name in header]
     if data_format == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         try:
             return list(pq.read_schema(path).names)
-        except (pa.ArrowException, OSError):
+        except (pa.ArrowException, OSError, ValueError):  # ValueError: undecodable names, too
             return []
     import datasets
 
@@ -171,39 +340,68 @@ def file_columns(path: str | Path, format: str | None = None) -> list[str]:
     return list(dataset.column_names) if isinstance(dataset, datasets.Dataset) else []
 
 
-def _jsonl_rows(path: Path, columns: _Columns, problems: _Problems) -> Iterator[tuple[_Location, dict]]:
+def _jsonl_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """The non-blank lines of a JSON Lines file with their numbers as an editor counts them,
+    decoded as UTF-8 (a byte-order mark dropped); text in another encoding is refused whole."""
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
-            where = _Location(path, line=number)
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError as error:
-                problems.add(where, f"malformed line: not UTF-8 ({error.reason} at byte {error.start})")
-                continue
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                if number == 1 and line.lstrip().startswith("["):
-                    raise DataError(f"{where}: the file is one JSON array; expected JSON Lines, one object a line") from None
-                problems.add(where, f"malformed line: not valid JSON ({error.msg} at column {error.colno})")
-                continue
-            if not isinstance(record, dict):
-                problems.add(where, f"malformed line: expected a JSON object, got {type(record).__name__}")
-                continue
-            missing = columns.missing_from(list(record))
-            if missing:
-                problems.add(
-                    where,
-                    f"missing column {_names(missing)}; the line has {_names(list(record)) or 'no columns'}",
-                )
-                continue
-            yield where, record
+            except UnicodeDecodeError:
+                raise _not_utf8(path) from None
+            if line.strip():
+                yield number, line
+
+
+class _DuplicateKey(ValueError):
+    """A JSON object naming one key twice (``json`` would keep the last value silently)."""
+
+
+def _object_with_unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in record:
+            raise _DuplicateKey(key)
+        record[key] = value
+    return record
+
+
+def _jsonl_rows(path: Path, columns: _Columns, problems: _Problems) -> Iterator[tuple[_Location, dict]]:
+    for index, (number, line) in enumerate(_jsonl_lines(path)):
+        where = _Location(path, line=number)
+        record = _json_record(line, where, problems, first=index == 0)
+        if record is None:
+            continue
+        missing = columns.missing_from(list(record))
+        if missing:
+            problems.add(where, f"missing column {_names(missing)}; the line has {_names(list(record)) or 'no columns'}")
+            continue
+        yield where, record
+
+
+def _json_record(line: str, where: _Location, problems: _Problems, *, first: bool) -> dict | None:
+    """The JSON object on one line, or None after reporting why the line is not one."""
+    try:
+        record = json.loads(line, object_pairs_hook=_object_with_unique_keys)
+    except _DuplicateKey as error:
+        problems.add(where, f"malformed line: the key {error.args[0]!r} appears twice; expected each key once")
+        return None
+    except json.JSONDecodeError as error:
+        if first and line.lstrip().startswith("["):
+            raise DataError(f"{where}: the file is one JSON array; expected JSON Lines, one object a line") from None
+        problems.add(where, f"malformed line: not valid JSON ({error.msg} at column {error.colno})")
+        return None
+    except (ValueError, RecursionError) as error:  # an integer of thousands of digits, nesting too deep
+        problems.add(where, f"malformed line: not usable JSON ({error}); expected one JSON object of plain values")
+        return None
+    if not isinstance(record, dict):
+        problems.add(where, f"malformed line: expected a JSON object, got {type(record).__name__}")
+        return None
+    return record
 
 
 def _delimited_rows(path: Path, delimiter: str, columns: _Columns, problems: _Problems) -> Iterator[tuple[_Location, dict]]:
-    with path.open("r", encoding="utf-8-sig", newline="") as handle:
+    with _open_utf8(path) as handle:
         reader = csv.reader(handle, delimiter=delimiter, strict=True)
         previous_line = 0
         header: list[str] | None = None
@@ -216,15 +414,13 @@ def _delimited_rows(path: Path, delimiter: str, columns: _Columns, problems: _Pr
             except csv.Error as error:
                 problems.add(_Location(path, line=start), f"malformed line: {error}")
                 break  # the csv module cannot resume after a quoting error
-            except UnicodeDecodeError as error:
-                raise DataError(f"{path}: not UTF-8 text ({error.reason})") from None
+            except UnicodeDecodeError:
+                raise _not_utf8(path) from None
             previous_line = reader.line_num
             where = _Location(path, line=start)
             if header is None:
                 header = [name.strip() for name in fields]
-                missing = columns.missing_from(header)
-                if missing:
-                    raise DataError(f"{where}: the header has no column {_names(missing)}; it has {_names(header)}")
+                _check_header(header, columns, where)
                 continue
             if not fields:
                 continue  # a blank line
@@ -239,19 +435,59 @@ def _delimited_rows(path: Path, delimiter: str, columns: _Columns, problems: _Pr
             raise DataError(f"{path}: the file is empty; expected a header line naming the columns")
 
 
+def _check_header(header: list[str], columns: _Columns, where: _Location) -> None:
+    """Refuse a header without a wanted column, or naming one twice (which one would be read?)."""
+    missing = columns.missing_from(header)
+    if missing:
+        raise DataError(f"{where}: the header has no column {_names(missing)}; it has {_names(header) or 'no columns (a blank line)'}")
+    for name in dict.fromkeys(columns.wanted.values()):
+        positions = [str(index + 1) for index, field in enumerate(header) if field == name]
+        if len(positions) > 1:
+            raise DataError(
+                f"{where}: the header names the column {name!r} {len(positions)} times (fields {', '.join(positions)}); "
+                "expected each column once"
+            )
+
+
 def _parquet_rows(path: Path, columns: _Columns) -> Iterator[tuple[_Location, dict]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         schema = pq.read_schema(path)
-    except (pa.ArrowException, OSError) as error:
-        raise DataError(f"{path}: not a readable Parquet file ({error})") from None
+    except (pa.ArrowException, OSError, ValueError) as error:  # ValueError: undecodable names, too
+        raise _not_parquet(path, error) from None
     missing = columns.missing_from(schema.names)
     if missing:
         raise DataError(f"{path}: no column {_names(missing)}; the file has {_names(schema.names)}")
-    table = pq.read_table(path, columns=list(dict.fromkeys(columns.wanted.values())))
-    yield from _table_rows(path, table.to_pydict())
+    twice = sorted({name for name in columns.wanted.values() if schema.names.count(name) > 1})
+    if twice:
+        raise DataError(f"{path}: the column {_names(twice)} appears more than once; expected each column once")
+    try:
+        table = pq.read_table(path, columns=list(dict.fromkeys(columns.wanted.values())))
+        values = table.to_pydict()
+    except (pa.ArrowException, OSError, ValueError) as error:
+        raise DataError(
+            f"{path}: a damaged Parquet file: its schema reads but its data do not ({error}); "
+            "expected a complete Parquet file (write or copy it again)"
+        ) from None
+    yield from _table_rows(path, values)
+
+
+def _not_parquet(path: Path, error: Exception) -> DataError:
+    """Why ``path`` is no Parquet file: not one at all, or one cut short (its footer missing)."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(4)
+        handle.seek(max(size - 4, 0))
+        tail = handle.read(4)
+    if head != b"PAR1":
+        what = f"not a Parquet file: it starts with {head!r}, a Parquet file with b'PAR1'"
+    elif tail != b"PAR1":
+        what = f"a truncated Parquet file: it starts like one, but its footer is missing ({size} bytes); copy or write it again"
+    else:
+        what = "a damaged Parquet file: write or copy it again"
+    return DataError(f"{path}: {what} ({error})")
 
 
 def _table_rows(path: Path, table: dict[str, list]) -> Iterator[tuple[_Location, dict]]:
@@ -266,24 +502,43 @@ def _saved_dataset(path: Path, columns: _Columns) -> tuple[dict[str, list], Any]
     import datasets
 
     if (path / "dataset_dict.json").is_file():
-        splits = json.loads((path / "dataset_dict.json").read_text()).get("splits", [])
+        splits = sorted(child.name for child in path.iterdir() if (child / "state.json").is_file())
         raise DataError(
             f"{path}: a saved DatasetDict with splits {_names(splits)}; "
             f"point at one split, e.g. {path / (splits[0] if splits else 'train')}"
         )
     if not (path / "dataset_info.json").is_file() and not (path / "state.json").is_file():
-        raise DataError(f"{path}: a directory, but not one written by Dataset.save_to_disk")
+        raise DataError(_not_a_saved_dataset(path))
+    damaged = f"{path}: a saved dataset directory with missing or damaged files"
     try:
         dataset = datasets.load_from_disk(str(path), keep_in_memory=True)
     except Exception as error:  # datasets raises several types for damaged directories
-        raise DataError(f"{path}: cannot load the saved dataset ({type(error).__name__}: {error})") from None
+        raise DataError(f"{damaged} ({type(error).__name__}: {error}); save it again with Dataset.save_to_disk") from None
+    if not isinstance(dataset, datasets.Dataset):
+        raise DataError(f"{path}: a saved DatasetDict; point at the directory of one of its splits")
     missing = columns.missing_from(dataset.column_names)
     if missing:
         raise DataError(f"{path}: no column {_names(missing)}; the dataset has {_names(dataset.column_names)}")
     label_column = columns.wanted.get("label")
     label_feature = dataset.features[label_column] if label_column else None
     wanted = list(dict.fromkeys(columns.wanted.values()))
-    return dataset.select_columns(wanted).to_dict(), label_feature
+    try:
+        return dataset.select_columns(wanted).to_dict(), label_feature
+    except Exception as error:  # pyarrow's and datasets' errors for data that do not read
+        raise DataError(f"{damaged} ({type(error).__name__}: {error}); save it again with Dataset.save_to_disk") from None
+
+
+def _not_a_saved_dataset(path: Path) -> str:
+    """The message for a directory given as data: which data files it holds, to point at one."""
+    data_files = sorted(child.name for child in path.iterdir() if child.suffix.lower() in _EXTENSION_FORMATS)
+    message = (
+        f"{path}: a directory, but not one written by Dataset.save_to_disk (it has no state.json or dataset_info.json); "
+        f"expected a data file ({', '.join(sorted(_EXTENSION_FORMATS))}) or a saved dataset directory"
+    )
+    if data_files:
+        shown = _names(data_files[:5]) + (", ..." if len(data_files) > 5 else "")
+        message += f"; it holds {shown}: point at one of them, e.g. {path / data_files[0]}"
+    return message
 
 
 def _names(names: Sequence[object]) -> str:
@@ -304,7 +559,22 @@ def _checked_text(value: object, column: str, where: _Location, problems: _Probl
     if not value.strip():
         problems.add(where, f"empty {column!r}; expected a non-empty string")
         return None
-    return value
+    return value if _encodable(value, column, where, problems) else None
+
+
+def _encodable(value: str, column: str, where: _Location, problems: _Problems) -> bool:
+    """False, after reporting it, for a string with a lone surrogate (a JSON escape such as
+    ``\\ud800`` that is half of a character): no UTF-8 file or Arrow column can hold it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        problems.add(
+            where,
+            f"{column!r} holds {value[error.start]!r} at character {error.start}, half of a character (a lone surrogate); "
+            "expected valid Unicode text",
+        )
+        return False
+    return True
 
 
 def _is_empty(value: object) -> bool:
@@ -329,6 +599,8 @@ def _checked_label(value: object, column: str, textual: bool, where: _Location, 
         return value
     if isinstance(value, str):
         value = value.strip()
+        if not _encodable(value, column, where, problems):
+            return None
         return _TextualLabel(value) if textual else value
     problems.add(where, f"{column!r} is {type(value).__name__} {value!r}; {expected}")
     return None
@@ -338,10 +610,55 @@ class _TextualLabel(str):
     """A label read from CSV/TSV, where every cell is text: '3' may be a name or an id."""
 
 
+#: what each kind of label is called in the message refusing a mix of kinds
+_LABEL_KINDS = {"name": "a name", "id": "an integer id", "numeric name": "a number written as a string"}
+
+
 def _label_kind(value: object) -> str:
-    if isinstance(value, int) or (isinstance(value, _TextualLabel) and _INTEGER.match(value)):
+    """``id`` (an int, or a CSV/TSV cell holding an integer), ``numeric name`` (a JSON or
+    Parquet string holding an integer, such as ``"2"``), or ``name``."""
+    if isinstance(value, int):
         return "id"
+    if _INTEGER.match(str(value)):
+        return "id" if isinstance(value, _TextualLabel) else "numeric name"
     return "name"
+
+
+def _refuse_mixed_kinds(labels: list[tuple[_Location, object]], column: str, problems: _Problems) -> bool:
+    """Report labels of more than one kind; True when they are mixed.
+
+    Without label names a mix cannot be read safely: beside names, ``3`` or ``"2"`` may be the
+    id of a class or a class called "2", and guessing either way trains on wrong labels
+    silently. All integer-like strings alone (JSON ``"1"`` .. ``"5"``) are names.
+    """
+    first_of: dict[str, tuple[_Location, object]] = {}
+    for where, value in labels:
+        first_of.setdefault(_label_kind(value), (where, value))
+    if len(first_of) < 2:
+        return False
+    examples = [f"{value!r} ({_position(where)}) is {_LABEL_KINDS[kind]}" for kind, (where, value) in first_of.items()]
+    second_where = sorted((where for where, _ in first_of.values()), key=lambda where: (where.line or 0, where.row or 0))[1]
+    problems.add(
+        second_where,
+        f"{column!r} mixes kinds of label: {'; '.join(examples)}; expected all labels to be names or all integer ids "
+        "(write every label as a class name, or every label as its id 0..N-1)",
+    )
+    return True
+
+
+def _integer(value: object) -> int:
+    """The value of an integer label (int, or text of digits); one of more than 18 digits, far
+    beyond any label set, as +-10**18 (Python refuses to convert thousands of digits)."""
+    if isinstance(value, int):
+        return value
+    text = str(value)
+    if len(text.lstrip("+-")) <= 18:
+        return int(text)
+    return -(10**18) if text.startswith("-") else 10**18
+
+
+def _position(where: _Location) -> str:
+    return f"line {where.line}" if where.line is not None else f"row index {where.row}"
 
 
 def _label_ids(
@@ -355,23 +672,21 @@ def _label_ids(
         names = [str(name) for name in label_names]
         if len(set(names)) != len(names):
             raise ConfigError(f"label names {names} contain duplicates")
-    else:
-        kinds = {_label_kind(value) for _, value in labels}
-        if kinds == {"id"}:
-            largest = max((int(str(value)) for _, value in labels), default=-1)
-            names = [str(index) for index in range(largest + 1)]
-        elif kinds == {"name"} or not kinds:
-            names = sorted({str(value) for _, value in labels})
-        else:
-            first_kind = _label_kind(labels[0][1])
-            for where, value in labels:
-                if _label_kind(value) != first_kind:
-                    problems.add(
-                        where,
-                        f"{column!r} is {value!r}, but the first label ({labels[0][0]}) is a "
-                        f"{first_kind}; expected all labels to be names or all integer ids",
-                    )
+    elif _refuse_mixed_kinds(labels, column, problems):
+        return [], []
+    elif labels and _label_kind(labels[0][1]) == "id":
+        largest = max(_integer(value) for _, value in labels)
+        if largest >= MAX_INFERRED_LABELS:
+            where = next(where for where, value in labels if _integer(value) == largest)
+            problems.add(
+                where,
+                f"{column!r} is {largest}: integer ids up to it would make {largest + 1} classes; expected ids "
+                f"0..N-1 of at most {MAX_INFERRED_LABELS} classes (or label names)",
+            )
             return [], []
+        names = [str(index) for index in range(largest + 1)]
+    else:
+        names = sorted({str(value) for _, value in labels})
     index_of = {name: index for index, name in enumerate(names)}
     ids: list[int] = []
     shown = ", ".join(names) if len(names) <= 20 else ", ".join(names[:20]) + ", ..."
@@ -383,7 +698,7 @@ def _label_ids(
         if isinstance(value, int):
             as_id = value
         elif isinstance(value, _TextualLabel) and _INTEGER.match(value):
-            as_id = int(value)
+            as_id = _integer(value)
         if as_id is not None and 0 <= as_id < len(names):
             ids.append(as_id)
         elif as_id is not None:
@@ -483,6 +798,7 @@ def read_examples(
     if not path.exists():
         raise DataError(f"{path}: no such file or directory")
     data_format = detect_format(path, format)
+    _check_data_file(path, data_format)
     wanted = {"text": text_column}
     optional = {
         "label": label_column,
@@ -529,6 +845,8 @@ def read_examples(
                 value = None if value is None or str(value).strip() == "" else str(value)
                 if value is None:
                     problems.add(where, f"empty {user!r}; expected an identifier of the source text")
+                elif not _encodable(value, user, where, problems):
+                    value = None
             valid = valid and value is not None
             values[canonical] = value
         if values.get("label") is not None:
@@ -567,6 +885,8 @@ def _checked_language(value: object, column: str, where: _Location, problems: _P
         return None
     if not isinstance(value, str):
         problems.add(where, f"{column!r} is {type(value).__name__} {value!r}; expected {_LANGUAGE_EXAMPLE}")
+        return None
+    if not _encodable(value, column, where, problems):
         return None
     try:
         return normalize_language(value)

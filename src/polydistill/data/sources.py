@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from polydistill.config_yaml import config_location
 from polydistill.data import catalogs
 from polydistill.data.columns import column_values
 from polydistill.data.languages import normalize_language, normalize_languages
-from polydistill.data.readers import file_columns, read_examples
+from polydistill.data.readers import file_columns, read_examples, read_utf8_text
 from polydistill.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ __all__ = [
     "load_source",
     "read_labelled",
     "read_pairs",
+    "require_gold_labels",
 ]
 
 CATALOGS_PREFIX = "catalogs:"
@@ -160,13 +162,10 @@ def read_labelled(source: DataSourceConfig, config: RunConfig, *, tokenizer: Any
             dataset = _align_labels(dataset, label_names, where)
     else:
         path = config.resolve_path(source.path)
-        label_column = source.label_column
-        if "label_column" not in source.model_fields_set and label_column not in file_columns(path):
-            label_column = None  # the default 'label' column is optional: unlabeled data distils too
         dataset = read_examples(
             path,
             text_column=source.text_column,
-            label_column=label_column,
+            label_column=_file_label_column(source, path),
             lang_column=source.lang_column,
             translation_column=source.teacher_text_column,
             label_names=label_names,
@@ -182,6 +181,51 @@ def read_labelled(source: DataSourceConfig, config: RunConfig, *, tokenizer: Any
             raise ConfigError(f"{where}: teacher_text_column: no column '{source.teacher_text_column}' (columns: {dataset.column_names})")
         dataset = dataset.add_column(TEACHER_TEXT, dataset[source.teacher_text_column])
     return dataset
+
+
+def _file_label_column(source: DataSourceConfig, path: Path) -> str | None:
+    """The label column to read from a file: the one named, or the default ``label`` column
+    when the file has it (unlabelled data distil too). The peek at the file's columns decodes
+    it as the reader does (a UTF-8 byte-order mark dropped), so a column the reader sees is
+    never missed."""
+    if source.label_column is None or "label_column" in source.model_fields_set:
+        return source.label_column
+    return source.label_column if source.label_column in file_columns(path) else None
+
+
+def require_gold_labels(config: RunConfig) -> None:
+    """Refuse, before anything trains, a config that trains on gold labels its data lack.
+
+    A ``labels`` objective on unlabelled training data has a loss of 0 at every step, and a
+    ``teacher.finetune`` section without labels has nothing to teach; both would run to the end
+    and produce a student (or teacher) that learnt nothing from them. Labels a file has are
+    never empty (the reader refuses empty ones), so a source has labels when it has the column.
+    """
+    labels = getattr(config.objectives, "labels", None)
+    if labels is not None and labels.weight > 0:
+        _require_labels(config, config.data.train, "data.train", "objectives.labels")
+    if config.teacher.finetune is not None:
+        _require_labels(config, config.teacher.finetune.data, "teacher.finetune.data", "teacher.finetune")
+
+
+def _require_labels(config: RunConfig, source: DataSourceConfig, data_field: str, needed_by: str) -> None:
+    if is_builtin(source.path):
+        if source.path != CLASSIFICATION_CATALOG:
+            lacking = f"'{source.path}' holds translation pairs, no labels"
+        else:
+            return
+    elif source.label_column is None:
+        lacking = f"'{source.path}' is read without labels (label_column: null)"
+    else:
+        path = config.resolve_path(source.path)
+        if _file_label_column(source, path) is not None:
+            return  # a named column that the file lacks is the reader's error, with its line
+        lacking = f"{path} has no '{source.label_column}' column (its columns: {', '.join(file_columns(path)) or 'none'})"
+    raise ConfigError(
+        f"{config_location(config, needed_by)}: {needed_by} trains on gold labels, but {data_field} {lacking}; "
+        f"expected labelled data: add a '{source.label_column or 'label'}' column, set {data_field}.label_column, "
+        f"or remove {needed_by}"
+    )
 
 
 def _align_labels(dataset: datasets.Dataset, label_names: list[str], where: str) -> datasets.Dataset:
@@ -307,7 +351,7 @@ def _file_texts(spec: str, wanted: Sequence[str]) -> dict[str, list[str]]:
         raise DataError(f"corpus file {path} does not exist")
 
     if path.suffix.lower() == ".txt":
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_utf8_text(path).splitlines()
         return {tag or UNTAGGED: [line.strip() for line in lines if line.strip()]}
 
     has_language = tag is None and "lang" in file_columns(path)

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from polydistill.atomic import atomic_write_text
 from polydistill.errors import DataError
 from polydistill.evaluation.metrics import primary_metric_for
 
@@ -100,7 +101,7 @@ def write_metrics(path: str | Path, metrics: Mapping[str, Any]) -> Path:
     if target.is_dir() or target.suffix != ".json":
         target = target / METRICS_FILENAME
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(_plain(metrics), indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+    atomic_write_text(target, json.dumps(_plain(metrics), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     return target
 
 

@@ -1,19 +1,54 @@
 """Loading a model directory in the head a task needs, and saving one the ecosystem loads.
 
-``trust_remote_code`` stays off unless the config turns it on; weights are written as
-safetensors only.
+``trust_remote_code`` stays off unless the config turns it on; weights are read from safetensors
+only (pickle files only with the ``POLYDISTILL_ALLOW_PICKLE=1`` opt-in, see
+:mod:`polydistill.models.checks`) and written as safetensors only. A directory that cannot be
+loaded is a :class:`~polydistill.errors.ModelFileError` naming it, never a transformers traceback.
 """
 
 from __future__ import annotations
 
+import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from polydistill.errors import ModelFileError
+from polydistill.models.checks import check_model_dir, check_tokenizer_files, pickle_allowed
 
 
 def load_tokenizer(model_dir: Path, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    try:
+        return AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    except Exception as error:  # the tokenizers library raises bare Exception for a corrupt tokenizer.json
+        check_tokenizer_files(Path(model_dir))  # names the file when one is an LFS pointer or invalid JSON
+        raise ModelFileError(f"could not load the tokenizer of {model_dir}: {type(error).__name__}: {error}") from error
+
+
+def weights_kwargs() -> dict[str, Any]:
+    """``from_pretrained`` arguments that keep transformers on safetensors (it would otherwise
+    fall back to unpickling ``pytorch_model.bin``), unless the user opted in to pickle."""
+    return {} if pickle_allowed() else {"use_safetensors": True}
+
+
+@contextmanager
+def loading_weights(model_dir: Path) -> Iterator[None]:
+    """Check ``model_dir`` first, then turn the loader's own errors into one naming the directory."""
+    from safetensors import SafetensorError
+
+    check_model_dir(Path(model_dir), reference=str(model_dir))
+    try:
+        yield
+    except pickle.UnpicklingError:
+        raise ModelFileError(
+            f"could not load the pickle weights in {model_dir}: they hold more than plain tensors, which torch's weights_only "
+            "loader refuses, and polydistill never unpickles anything else; convert them to safetensors where you trust them"
+        ) from None
+    except (OSError, ValueError, SafetensorError) as error:
+        raise ModelFileError(f"could not load the model in {model_dir}: {type(error).__name__}: {error}") from error
 
 
 def classifier_label_names(model_config) -> list[str] | None:
@@ -39,7 +74,8 @@ def load_classifier(
         }
     if eager_attention:
         kwargs["attn_implementation"] = "eager"
-    model, info = AutoModelForSequenceClassification.from_pretrained(model_dir, output_loading_info=True, **kwargs)
+    with loading_weights(model_dir):
+        model, info = AutoModelForSequenceClassification.from_pretrained(model_dir, output_loading_info=True, **kwargs, **weights_kwargs())
     fresh_head = bool(info["missing_keys"]) or bool(info.get("mismatched_keys"))
     return model, fresh_head
 
@@ -51,7 +87,8 @@ def load_encoder(model_dir: Path, *, eager_attention: bool = False, trust_remote
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     if eager_attention:
         kwargs["attn_implementation"] = "eager"
-    return AutoModel.from_pretrained(model_dir, **kwargs)
+    with loading_weights(model_dir):
+        return AutoModel.from_pretrained(model_dir, **kwargs, **weights_kwargs())
 
 
 def save_model_dir(model, tokenizer, directory: Path) -> None:

@@ -12,26 +12,24 @@ from __future__ import annotations
 from pathlib import Path
 
 from polydistill.errors import ModelNotFoundError
+from polydistill.models.checks import checked_model_dir
 
 OFFLINE_PREFIX = "offline:"
 
 
 def resolve_model_path(ref: str, *, revision: str | None = None) -> Path:
-    """Return a local directory for ``ref``, building or downloading it if needed."""
+    """Return a local directory for ``ref``, building or downloading it if needed; checked by
+    :func:`~polydistill.models.checks.check_model_dir`, so a broken one is an error naming the file."""
     if ref.startswith(OFFLINE_PREFIX):
         from polydistill.models.offline import offline_model_dir
 
-        return offline_model_dir(ref[len(OFFLINE_PREFIX) :])
+        return checked_model_dir(offline_model_dir(ref[len(OFFLINE_PREFIX) :]), reference=ref)
     path = Path(ref).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelNotFoundError(
-                f"model directory '{ref}' has no config.json; expected a Hugging Face model directory (as written by save_pretrained)"
-            )
-        return path
+        return checked_model_dir(path, reference=ref)
     if path.exists() or ref.startswith((".", "/", "~")) or ref.count("/") > 1:
         raise ModelNotFoundError(f"model '{ref}' is not a model directory")
-    return _download_from_hub(ref, revision)
+    return checked_model_dir(_download_from_hub(ref, revision), reference=ref)
 
 
 def _download_from_hub(model_id: str, revision: str | None) -> Path:

@@ -17,13 +17,13 @@ import numpy as np
 from polydistill.compress.probes import ClassificationProbe
 from polydistill.console import console
 from polydistill.data.columns import language_column
-from polydistill.data.sources import read_labelled, teacher_text_column
+from polydistill.data.sources import read_labelled, require_gold_labels, teacher_text_column
 from polydistill.errors import ConfigError
 from polydistill.evaluation.efficiency import settings_for
 from polydistill.evaluation.evaluate import dataset_label_names, evaluate_run
 from polydistill.models.loading import classifier_label_names, load_classifier, load_tokenizer, save_model_dir
 from polydistill.tasks.base import TaskData, TrainedModels, register_task
-from polydistill.training.finetune import finetune_teacher
+from polydistill.training.finetune import FINETUNED_TEACHER_DIRNAME, finetune_teacher
 from polydistill.training.provenance import run_summary
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ class Classification:
         return ()
 
     def read_data(self, config: RunConfig, *, tokenizer: Any, teacher_config: Any) -> TaskData:
+        require_gold_labels(config)  # a labels objective or teacher.finetune on unlabelled data
         # a teacher still to be fine-tuned has no classes yet: the training data name them
         label_names = classifier_label_names(teacher_config) if not config.teacher.finetune else None
         train = read_labelled(config.data.train, config, tokenizer=tokenizer, label_names=label_names)
@@ -51,7 +52,7 @@ class Classification:
     def prepare_teacher(self, config: RunConfig, teacher_dir: Path, output_dir: Path, data: TaskData) -> Path:
         if config.teacher.finetune is None:
             return teacher_dir
-        return finetune_teacher(config, teacher_dir, output_dir / "teacher", label_names=data.label_names)
+        return finetune_teacher(config, teacher_dir, output_dir / FINETUNED_TEACHER_DIRNAME, label_names=data.label_names)
 
     def load_teacher(self, config: RunConfig, teacher_dir: Path, data: TaskData, *, eager_attention: bool) -> Any:
         teacher, fresh_head = load_classifier(

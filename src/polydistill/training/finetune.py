@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 from polydistill.config import RunConfig
@@ -18,10 +19,13 @@ from polydistill.models.loading import load_classifier, load_tokenizer, save_mod
 from polydistill.objectives import Labels, ObjectiveSet
 from polydistill.training.arguments import training_arguments
 from polydistill.training.features import DistillationCollator, tokenize_for_distillation
+from polydistill.training.guard import check_finite_weights
 from polydistill.training.provenance import fingerprint_weights
 from polydistill.training.trainer import DistillationTrainer
 
 FINETUNE_RECORD = "finetune.json"
+#: where a run keeps its fine-tuned teacher
+FINETUNED_TEACHER_DIRNAME = "teacher"
 
 
 def finetune_key(config: RunConfig, base_dir: Path) -> str:
@@ -38,6 +42,20 @@ def finetune_key(config: RunConfig, base_dir: Path) -> str:
         "seed": config.seed,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def carry_over_finetuned_teacher(config: RunConfig, base_dir: Path, previous_run: Path, output_dir: Path) -> bool:
+    """Copy the fine-tuned teacher of the run moved aside to ``previous_run`` when it is this config's
+    (same base, data and training): ``--overwrite`` reruns the distillation, not the fine-tuning."""
+    previous = previous_run / FINETUNED_TEACHER_DIRNAME
+    record = previous / FINETUNE_RECORD
+    try:
+        same = json.loads(record.read_text()).get("key") == finetune_key(config, base_dir)
+    except (OSError, ValueError, AttributeError):
+        return False
+    if same:
+        shutil.copytree(previous, output_dir / FINETUNED_TEACHER_DIRNAME, ignore=shutil.ignore_patterns("checkpoints"))
+    return same
 
 
 def finetune_teacher(config: RunConfig, base_dir: Path, output_dir: Path, *, label_names: list[str] | None) -> Path:
@@ -67,6 +85,7 @@ def finetune_teacher(config: RunConfig, base_dir: Path, output_dir: Path, *, lab
         processing_class=tokenizer,
     )
     trainer.train()
+    check_finite_weights(model, "the fine-tuned teacher")
     save_model_dir(model, tokenizer, output_dir)
     record.write_text(json.dumps({"key": key, "base": str(base_dir)}, indent=2))
     return output_dir

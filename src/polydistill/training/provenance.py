@@ -18,9 +18,11 @@ from typing import Any
 
 import yaml
 
+from polydistill.atomic import atomic_write_text
 from polydistill.config import RunConfig
 from polydistill.data.sources import is_builtin
 from polydistill.errors import ConfigError
+from polydistill.output_dir import RUN_RECORD
 
 #: package versions written beside every run, so a result can be reproduced
 RECORDED_PACKAGES = (
@@ -48,6 +50,8 @@ def package_versions() -> dict[str, str]:
 def fingerprint_weights(model_dir: Path) -> str:
     """sha256 over the weight files of a model directory (names and bytes), in name order.
 
+    Only the files' bytes are read: a ``.bin`` pickle is hashed, never unpickled.
+
     Remembered per file state (name, size, mtime) in this process: a run needs the teacher's
     fingerprint for run.json and again for the teacher-output cache key.
     """
@@ -74,19 +78,42 @@ def write_run_record(config: RunConfig, output_dir: Path, *, teacher_dir: Path, 
     """The resolved config, versions, and the teacher that teaches the student.
 
     ``teacher_dir`` is the teacher as used; ``base_teacher_dir`` the model the config names. They
-    differ when ``teacher.finetune`` fine-tuned the base first: then both are recorded.
+    differ when ``teacher.finetune`` fine-tuned the base first: then both are recorded. What an
+    earlier attempt of the same run recorded (its status, its resumptions) is kept.
     """
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config.yaml").write_text(yaml.safe_dump(resolved_config(config, output_dir), sort_keys=False))
+    atomic_write_text(output_dir / "config.yaml", yaml.safe_dump(resolved_config(config, output_dir), sort_keys=False))
     teacher: dict[str, Any] = {"model": config.teacher.model, "directory": str(teacher_dir), "sha256": fingerprint_weights(teacher_dir)}
     if Path(teacher_dir).resolve() != Path(base_teacher_dir).resolve():
         teacher["fine_tuned_from"] = {"directory": str(base_teacher_dir), "sha256": fingerprint_weights(base_teacher_dir)}
-    record = {
-        "versions": package_versions(),
-        "teacher": teacher,
-        "config_file": str(config.source_file) if config.source_file else None,
-    }
-    (output_dir / "run.json").write_text(json.dumps(record, indent=2))
+    update_run_record(
+        output_dir,
+        versions=package_versions(),
+        teacher=teacher,
+        config_file=str(config.source_file) if config.source_file else None,
+    )
+
+
+#: run.json's ``status``: running -> trained (student saved) -> finished (evaluated, reported); or failed
+RUN_STATUSES = ("running", "trained", "finished", "failed")
+
+
+def read_run_record(output_dir: Path) -> dict[str, Any]:
+    """``run.json`` of a run directory ({} when there is none or it does not parse)."""
+    try:
+        record = json.loads((output_dir / RUN_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def update_run_record(output_dir: Path, **fields: Any) -> dict[str, Any]:
+    """Set ``fields`` in ``run.json`` (written atomically), keeping the rest."""
+    if "status" in fields and fields["status"] not in RUN_STATUSES:
+        raise ValueError(f"unknown run status {fields['status']!r}")
+    record = read_run_record(output_dir) | fields
+    atomic_write_text(output_dir / RUN_RECORD, json.dumps(record, indent=2) + "\n")
+    return record
 
 
 def resolved_config(config: RunConfig, output_dir: Path) -> dict[str, Any]:
@@ -98,6 +125,9 @@ def resolved_config(config: RunConfig, output_dir: Path) -> dict[str, Any]:
         if section and not is_builtin(section["path"]):
             section["path"] = str(config.resolve_path(section["path"]))
 
+    data["teacher"]["model"] = config.resolve_model(config.teacher.model)  # a directory beside the config: absolute
+    if config.student.model:
+        data["student"]["model"] = config.resolve_model(config.student.model)
     absolute(data["data"]["train"])
     absolute(data["data"].get("eval"))
     if data["teacher"].get("finetune"):

@@ -7,19 +7,26 @@ module only strings the steps together, in the order of the one flow (docs/archi
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from polydistill.atomic import atomic_write_text
 from polydistill.compress.pipeline import Teacher
-from polydistill.config import RunConfig, check_against_teacher
+from polydistill.config import RunConfig, check_against_teacher, config_location
 from polydistill.console import console
 from polydistill.evaluation.model_card import write_model_card
 from polydistill.models.loading import load_tokenizer
 from polydistill.models.zoo import resolve_model_path
+from polydistill.output_dir import plan_output_dir
 from polydistill.tasks import Task, TaskData, TrainedModels, get_task
+from polydistill.training.checkpoints import CHECKPOINTS_DIRNAME
 from polydistill.training.distil import distil
-from polydistill.training.provenance import write_run_record
+from polydistill.training.finetune import carry_over_finetuned_teacher
+from polydistill.training.provenance import update_run_record, write_run_record
+from polydistill.training.resume import STUDENT_DIRNAME, ResumePoint, resume_point
 from polydistill.training.student_setup import prepare_student
 
 
@@ -32,25 +39,59 @@ class RunResult:
     metrics: dict[str, Any] | None = None
 
 
-def run(config: RunConfig, output_dir: str | Path | None = None) -> RunResult:
+def run(config: RunConfig, output_dir: str | Path | None = None, *, overwrite: bool = False, resume: bool = False) -> RunResult:
+    """Run ``config`` into ``output_dir`` (default: the config's).
+
+    A directory that holds anything is refused unless ``overwrite`` (it is moved aside first) or
+    ``resume`` (the run it holds continues: :mod:`polydistill.training.resume`). Everything that can
+    be checked without training is checked before the first file is written.
+    """
     from transformers import AutoConfig, set_seed
 
     task = get_task(config.task)
     output_dir = Path(output_dir or config.output_dir)
+    plan = plan_output_dir(output_dir, overwrite=overwrite, resume=resume) if is_main_process() else None
+    point = resume_point(config, output_dir) if resume else None
     set_seed(config.seed)
 
     console.print(f"[bold]Teacher[/] {config.teacher.model}")
-    base_teacher_dir = resolve_model_path(config.teacher.model, revision=config.teacher.revision)
+    base_teacher_dir = resolve_model_path(config.resolve_model(config.teacher.model), revision=config.teacher.revision)
     trust = config.teacher.trust_remote_code
     teacher_config = AutoConfig.from_pretrained(base_teacher_dir, trust_remote_code=trust)
-    base_dir = resolve_model_path(config.student.model) if config.student.model else base_teacher_dir
-    base_layers = (AutoConfig.from_pretrained(base_dir) if config.student.model else teacher_config).num_hidden_layers
+    base_dir = resolve_model_path(config.resolve_model(config.student.model)) if config.student.model else base_teacher_dir
+    base_config = AutoConfig.from_pretrained(base_dir) if config.student.model else teacher_config
+    base_layers = base_config.num_hidden_layers
     check_against_teacher(config, teacher_config.num_hidden_layers, student_layer_count(config, base_layers), base_layers)
+    check_prune_widths(config, base_config)
 
     teacher_tokenizer = load_tokenizer(base_teacher_dir, trust)
     data = task.read_data(config, tokenizer=teacher_tokenizer, teacher_config=teacher_config)
+
+    previous = plan.apply() if plan is not None else None  # the first write
+    if previous is not None and config.teacher.finetune is not None:
+        carry_over_finetuned_teacher(config, base_teacher_dir, previous, output_dir)
+    write_run_record(config, output_dir, teacher_dir=base_teacher_dir, base_teacher_dir=base_teacher_dir)
+    update_run_record(output_dir, status="running", **({"resumed_from": str(point.checkpoint)} if point and point.checkpoint else {}))
+    try:
+        return _train_and_evaluate(config, task, output_dir, data, base_teacher_dir, base_dir, teacher_tokenizer, point)
+    except BaseException as error:
+        update_run_record(output_dir, status="failed", error=f"{type(error).__name__}: {error}")
+        raise
+
+
+def _train_and_evaluate(
+    config: RunConfig,
+    task: Task,
+    output_dir: Path,
+    data: TaskData,
+    base_teacher_dir: Path,
+    base_dir: Path,
+    teacher_tokenizer: Any,
+    point: ResumePoint | None,
+) -> RunResult:
     teacher_dir = task.prepare_teacher(config, base_teacher_dir, output_dir, data)
-    write_run_record(config, output_dir, teacher_dir=teacher_dir, base_teacher_dir=base_teacher_dir)
+    if teacher_dir != base_teacher_dir:
+        write_run_record(config, output_dir, teacher_dir=teacher_dir, base_teacher_dir=base_teacher_dir)
     eager = config.objectives.needs_attention_weights
     teacher = task.load_teacher(config, teacher_dir, data, eager_attention=eager)
 
@@ -60,9 +101,27 @@ def run(config: RunConfig, output_dir: str | Path | None = None) -> RunResult:
         base, tokenizer = teacher, teacher_tokenizer
     prepared = prepare_student(config, base, tokenizer, teacher, output_dir, train=data.train)
     student, tokenizer = prepared.model, prepared.tokenizer
-    student_dir = output_dir / "student"
-    train_metrics = distil(config, task, teacher, teacher_tokenizer, prepared, data, work_dir=output_dir, student_dir=student_dir)
-    (output_dir / "train_metrics.json").write_text(json.dumps(train_metrics, indent=2))
+    student_dir = output_dir / STUDENT_DIRNAME
+    metrics_path = output_dir / "train_metrics.json"
+    if point is not None and point.student_saved:
+        console.print(f"[bold]Resuming[/] after training: the student in {student_dir} was saved")
+        student, tokenizer = task.load_saved_student(config, student_dir)
+        train_metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    else:
+        if point is not None:
+            console.print(
+                f"[bold]Resuming[/] from {point.checkpoint}"
+                if point.checkpoint
+                else "[bold]Resuming[/]: no checkpoint yet, training from the start"
+            )
+        resume_from = point.checkpoint if point is not None else None
+        train_metrics = distil(
+            config, task, teacher, teacher_tokenizer, prepared, data, work_dir=output_dir, student_dir=student_dir, resume_from=resume_from
+        )
+        atomic_write_text(metrics_path, json.dumps(train_metrics, indent=2))
+        update_run_record(output_dir, status="trained")
+        if "save_strategy" not in config.training:  # the rolling checkpoint did its job; a user's own checkpoints stay
+            shutil.rmtree(output_dir / CHECKPOINTS_DIRNAME, ignore_errors=True)
     result = RunResult(output_dir, student_dir, train_metrics)
     console.print(f"[bold green]Student saved[/] to {result.student_dir}")
     if data.evaluation is not None:
@@ -80,7 +139,33 @@ def run(config: RunConfig, output_dir: str | Path | None = None) -> RunResult:
         console.print(f"[bold green]Report[/] {output_dir / 'report.html'}")
         if config.compress is not None:
             compress_run(config, task, result, data, Teacher(teacher, teacher_tokenizer, teacher_dir), prepared.layer_maps)
+    update_run_record(output_dir, status="finished", error=None)
     return result
+
+
+def check_prune_widths(config: RunConfig, base_config: Any) -> None:
+    """Refuse ``compress.prune`` widths the student will not have, before training it for nothing."""
+    import copy
+
+    from polydistill.compress.prune import resolve_widths
+    from polydistill.errors import ConfigError
+
+    prune = config.compress.prune if config.compress else None
+    if prune is None:
+        return
+    student_config = copy.deepcopy(base_config)
+    for attribute in ("hidden_size", "intermediate_size", "num_attention_heads"):
+        if (value := getattr(config.student, attribute)) is not None:
+            setattr(student_config, attribute, value)
+    try:
+        resolve_widths(student_config, heads=prune.heads, ffn=prune.ffn, hidden=prune.hidden)
+    except ConfigError as error:
+        raise ConfigError(f"{config_location(config, 'compress.prune')}: compress.prune.{error}") from None
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun/accelerate launch (or the only process): the one that prepares the output directory."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def compress_run(config: RunConfig, task: Task, result: RunResult, data: TaskData, teacher: Teacher, layer_maps) -> None:

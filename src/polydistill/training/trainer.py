@@ -3,14 +3,18 @@
 Everything else (mixed precision, gradient accumulation, checkpoints, resume, logging,
 multi-process training through accelerate/torchrun) is the Trainer's own. The overrides are:
 ``compute_loss`` (run the frozen teacher and the objectives), ``create_optimizer`` (also train
-the objectives' projections), ``log`` (log every term under its own name) and ``_save`` /
-``_load_from_checkpoint`` (keep the projections beside each checkpoint, never inside the student).
+the objectives' projections; let the :class:`~polydistill.training.guard.NonFiniteGuard` see every
+step's gradients), ``log`` (log every term under its own name), ``_save`` /
+``_load_from_checkpoint`` (keep the projections beside each checkpoint, never inside the student)
+and ``_load_optimizer_and_scheduler`` (a resumed run takes the learning rate of its config, so a
+run that diverged continues with the lower rate the user fixed it with).
 """
 
 from __future__ import annotations
 
 import os
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,12 +23,14 @@ from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from polydistill.console import console
 from polydistill.data.columns import column_values
 from polydistill.data.sampling import LanguageBalancedSampler
 from polydistill.models.pooling import last_hidden_state, mean_pool, needs_hidden_states_to_pool
 from polydistill.objectives import ObjectiveSet, Outputs
 from polydistill.objectives.capture import QKVRecorder
 from polydistill.training.cache import TeacherCache
+from polydistill.training.guard import NonFiniteGuard
 
 DISTILLATION_HEADS_FILE = "distillation_heads.safetensors"
 STUDENT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -41,9 +47,11 @@ class DistillationTrainer(Trainer):
         objectives: ObjectiveSet,
         language_alpha: float | None = None,
         teacher_cache: TeacherCache | None = None,
+        guard: NonFiniteGuard | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        self.guard = guard or NonFiniteGuard(checkpoints_dir=Path(self.args.output_dir or "."))
         self.language_alpha = language_alpha
         self.teacher_cache = teacher_cache
         self.requires = objectives.requires
@@ -114,6 +122,8 @@ class DistillationTrainer(Trainer):
         teacher = self.teacher_outputs(inputs)
         loss, terms = self.objectives(student, teacher, inputs)
         if model.training:
+            learning_rate = self.optimizer.param_groups[0]["lr"] if self.optimizer is not None else self.args.learning_rate
+            self.guard.check_loss(self.state.global_step + 1, learning_rate, loss, terms)
             self._term_steps += 1
             for term, value in terms.items():
                 self._term_sums[term] += value.detach().item()
@@ -144,7 +154,28 @@ class DistillationTrainer(Trainer):
         extra = [p for p in self.objectives.parameters() if p.requires_grad]
         if extra and not any(p is extra[0] for group in optimizer.param_groups for p in group["params"]):
             optimizer.add_param_group({"params": extra, "weight_decay": 0.0})
+        if not getattr(optimizer, "_polydistill_guarded", False):
+            optimizer.register_step_pre_hook(
+                lambda optimizer, args, kwargs: self.guard.before_optimizer_step(optimizer, self.state.global_step + 1)
+            )
+            optimizer._polydistill_guarded = True  # create_optimizer may be called again
         return optimizer
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None or self.optimizer is None:
+            return
+        wanted = self.args.learning_rate
+        for index, group in enumerate(self.optimizer.param_groups):
+            saved = group.get("initial_lr")
+            if saved is None or saved == wanted:
+                continue
+            group["lr"] *= wanted / saved
+            group["initial_lr"] = wanted
+            if self.lr_scheduler is not None and hasattr(self.lr_scheduler, "base_lrs"):
+                self.lr_scheduler.base_lrs[index] = wanted
+            if index == 0:
+                console.print(f"[bold]Resuming[/] with learning rate {wanted:g} (the checkpoint's run used {saved:g})")
 
     def _objective_state(self) -> dict[str, torch.Tensor]:
         objectives = self.accelerator.unwrap_model(self.objectives)

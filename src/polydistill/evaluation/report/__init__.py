@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from polydistill.atomic import atomic_write_text
 from polydistill.evaluation.report.ladder import (
     LADDER_PLOT,
     CheckLine,
@@ -128,9 +129,9 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
     else:
         (plots_dir / LADDER_PLOT).unlink(missing_ok=True)
     paths["markdown"] = run / "report.md"
-    paths["markdown"].write_text(render_markdown(metrics, paths, run), encoding="utf-8")
+    atomic_write_text(paths["markdown"], render_markdown(metrics, paths, run))
     paths["html"] = run / "report.html"
-    paths["html"].write_text(render_html(metrics, paths), encoding="utf-8")
+    atomic_write_text(paths["html"], render_html(metrics, paths))
     return paths
 
 

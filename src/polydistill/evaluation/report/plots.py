@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -147,5 +148,7 @@ def _short_label(row: LanguageRow) -> str:
 def _save(figure: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     # No "Software" chunk: the PNG then carries no URL, and the HTML has none even inside images.
-    figure.savefig(path, dpi=110, metadata={"Software": None})
+    partial = path.with_name(f".{path.name}.partial")
+    figure.savefig(partial, dpi=110, format=path.suffix.lstrip(".") or "png", metadata={"Software": None})
+    os.replace(partial, path)  # a report never shows half a plot
     return path

@@ -1,0 +1,205 @@
+"""A run never ends "successfully" with a broken student and never loses what a directory held.
+
+- a loss or gradient that stops being finite stops the run at that step (non-zero exit, the step,
+  the term and the learning rate named, no student saved), and ``--resume`` continues from the
+  last good checkpoint once the config is fixed;
+- ``training.max_nonfinite_steps`` skips bad steps the way a loss scaler does: the weights and the
+  optimizer's state are left exactly as they were;
+- an output directory that holds anything is refused unless ``--overwrite`` (moved aside, every
+  file kept) or ``--resume``; a config error leaves the directory untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from polydistill.cli import main
+from polydistill.training.guard import NonFiniteGuard, TrainingDiverged
+
+CONFIG = """\
+teacher:
+  model: {teacher}
+student:
+  keep_layers: 1
+data:
+  train:
+    path: {train}
+  eval:
+    path: {test}
+  max_length: 24
+training:
+  max_steps: {steps}
+  learning_rate: {lr}
+  per_device_train_batch_size: 16
+  save_steps: 3
+  logging_steps: 1
+  use_cpu: true
+evaluation:
+  efficiency: "off"
+"""
+
+
+def write_config(path: Path, teacher: Path, data: dict[str, Path], *, lr: float, steps: int = 8) -> Path:
+    path.write_text(CONFIG.format(teacher=teacher, train=data["train"], test=data["test"], lr=lr, steps=steps))
+    return path
+
+
+def tree_digest(directory: Path) -> dict[str, str]:
+    """Every file under ``directory`` by relative path -> sha256 of its bytes (worked out here, not by polydistill)."""
+    return {
+        path.relative_to(directory).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+# --------------------------------------------------------------------------- non-finite losses
+
+
+def test_a_diverging_run_stops_at_the_step_names_it_and_saves_no_student(tiny_teacher_dir, synthetic_data, tmp_path, capsys):
+    config = write_config(tmp_path / "run.yaml", tiny_teacher_dir, synthetic_data, lr=1e12, steps=30)
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out)]) == 2
+    message = capsys.readouterr().err
+    assert "training diverged at step" in message and "learning rate" in message
+    assert "soft_targets" in message or "gradient norm" in message
+    assert "Traceback" not in message
+    assert not (out / "student").exists() and not (out / "metrics.json").exists() and not (out / "report.html").exists()
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "failed" and "diverged" in record["error"]
+
+
+def test_resume_after_a_divergence_continues_from_the_last_good_checkpoint(tiny_teacher_dir, synthetic_data, tmp_path, capsys):
+    """A run killed right after its step-3 checkpoint is resumed at an absurd learning rate: it stops at a later step
+    naming checkpoint-3 as the last good state; resumed again with the rate fixed, it finishes with a finite student."""
+    out = tmp_path / "out"
+    first = write_config(tmp_path / "run.yaml", tiny_teacher_dir, synthetic_data, lr=1e-3, steps=3)
+    first.write_text(first.read_text().replace("  save_steps: 3", "  save_steps: 3\n  save_strategy: steps"))
+    assert main(["run", str(first), "--out", str(out)]) == 0
+    checkpoint = out / "checkpoints" / "checkpoint-3"
+    assert (checkpoint / "trainer_state.json").is_file()  # a user's save_strategy keeps the checkpoints
+    shutil.rmtree(out / "student")  # as if killed after the checkpoint, before the student was saved
+    (out / "run.json").write_text(json.dumps(json.loads((out / "run.json").read_text()) | {"status": "running"}))
+
+    for lr, steps, expected in ((1e12, 12, 2), (1e-3, 12, 0)):
+        config = write_config(tmp_path / "run.yaml", tiny_teacher_dir, synthetic_data, lr=lr, steps=steps)
+        config.write_text(config.read_text().replace("  save_steps: 3", "  save_steps: 3\n  save_strategy: steps"))
+        assert main(["run", str(config), "--out", str(out), "--resume"]) == expected
+    message = capsys.readouterr().err
+    assert re.search(r"training diverged at step ([4-9]|1[0-2]): ", message), message
+    assert f"The last good state is {checkpoint} (step 3)" in message and "--resume" in message
+
+    weights = load_file(out / "student" / "model.safetensors")
+    assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point())
+    assert json.loads((out / "run.json").read_text())["status"] == "finished"
+    assert json.loads((out / "train_metrics.json").read_text())["train_loss"] > 0
+
+
+def _optimizer_with_gradients(gradient: float) -> tuple[torch.nn.Linear, torch.optim.AdamW]:
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(layer.parameters(), lr=0.1)
+    return layer, optimizer
+
+
+def test_skipped_nonfinite_steps_leave_weights_and_optimizer_state_exactly_as_they_were():
+    layer, optimizer = _optimizer_with_gradients(1.0)
+    guard = NonFiniteGuard(max_skipped_steps=1)
+    optimizer.register_step_pre_hook(lambda opt, args, kwargs: guard.before_optimizer_step(opt, 1))
+
+    layer(torch.ones(1, 3)).sum().backward()
+    optimizer.step()  # a good step: Adam has state now
+    optimizer.zero_grad()
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    state_before = {id(p): {k: v.clone() for k, v in s.items()} for p, s in optimizer.state.items()}
+
+    (layer(torch.ones(1, 3)).sum() * float("nan")).backward()
+    optimizer.step()  # skipped
+    assert all(torch.equal(before[k], v) for k, v in layer.state_dict().items())
+    for p, s in optimizer.state.items():
+        assert all(torch.equal(state_before[id(p)][k], v) for k, v in s.items())
+    assert len(guard.skipped) == 1 and guard.skipped[0].grad_norm != guard.skipped[0].grad_norm  # nan
+
+    optimizer.zero_grad()
+    (layer(torch.ones(1, 3)).sum() * float("inf")).backward()
+    with pytest.raises(TrainingDiverged, match=r"step 1: .*gradient norm = (nan|inf).*learning rate 0.1"):
+        optimizer.step()
+
+
+def test_a_nonfinite_loss_term_is_named():
+    guard = NonFiniteGuard()
+    layer, optimizer = _optimizer_with_gradients(1.0)
+    layer(torch.ones(1, 3)).sum().backward()  # finite gradients: only the loss tells
+    guard.check_loss(7, 0.5, torch.tensor(float("inf")), {"soft_targets": torch.tensor(float("inf")), "hidden_states": torch.tensor(0.3)})
+    with pytest.raises(TrainingDiverged) as raised:
+        guard.before_optimizer_step(optimizer, 7)
+    assert "step 7: loss term soft_targets = inf, total loss = inf" in str(raised.value) and "hidden_states" not in str(raised.value)
+
+
+# --------------------------------------------------------------------------- output directories
+
+
+def test_a_rerun_is_refused_and_overwrite_moves_the_old_run_aside(tiny_teacher_dir, synthetic_data, tmp_path, capsys):
+    config = write_config(tmp_path / "run.yaml", tiny_teacher_dir, synthetic_data, lr=1e-3, steps=2)
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out)]) == 0
+    (out / "my-notes.txt").write_text("not polydistill's")
+    before = tree_digest(out)
+
+    assert main(["run", str(config), "--out", str(out)]) == 2
+    assert "already holds a previous run" in capsys.readouterr().err
+    assert tree_digest(out) == before
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(config.read_text().replace("max_steps", "max_stepz"))
+    assert main(["run", str(broken), "--out", str(out), "--overwrite"]) == 2
+    assert tree_digest(out) == before  # a config error moves nothing
+
+    assert main(["run", str(config), "--out", str(out), "--overwrite"]) == 0
+    (moved,) = tmp_path.glob("out.previous-*")
+    assert tree_digest(moved) == before
+    assert (out / "student" / "model.safetensors").is_file() and not (out / "my-notes.txt").exists()
+
+
+def test_an_output_path_that_is_a_file_is_refused(tiny_teacher_dir, synthetic_data, tmp_path, capsys):
+    config = write_config(tmp_path / "run.yaml", tiny_teacher_dir, synthetic_data, lr=1e-3, steps=2)
+    target = tmp_path / "taken"
+    target.write_text("keep me")
+    assert main(["run", str(config), "--out", str(target)]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
+    assert target.read_text() == "keep me"
+
+
+def test_resume_of_nothing_and_of_another_run_is_refused(tiny_teacher_dir, synthetic_data, tmp_path, capsys):
+    config = write_config(tmp_path / "run.yaml", tiny_teacher_dir, synthetic_data, lr=1e-3, steps=2)
+    assert main(["run", str(config), "--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out)]) == 0
+    assert main(["run", str(config), "--out", str(out), "--resume"]) == 2
+    assert "has finished" in capsys.readouterr().err
+    other = tmp_path / "other.yaml"
+    other.write_text(config.read_text().replace("keep_layers: 1", "keep_layers: 2"))
+    (out / "run.json").write_text(json.dumps(json.loads((out / "run.json").read_text()) | {"status": "running"}))
+    assert main(["run", str(other), "--out", str(out), "--resume"]) == 2
+    assert "student.keep_layers: the run had 1, the config has 2" in capsys.readouterr().err
+
+
+def test_eval_out_keeps_an_earlier_evaluation(tiny_teacher_dir, synthetic_data, tmp_path, capsys):
+    out = tmp_path / "eval"
+    arguments = ["eval", str(tiny_teacher_dir), "--data", str(synthetic_data["test"]), "--out", str(out), "--no-efficiency"]
+    assert main(arguments) == 0
+    before = tree_digest(out)
+    assert main(arguments) == 2
+    assert "already holds files" in capsys.readouterr().err and tree_digest(out) == before
+    assert main([*arguments, "--overwrite"]) == 0
+    (moved,) = tmp_path.glob("eval.previous-*")
+    assert tree_digest(moved) == before and (out / "metrics.json").is_file()
