@@ -203,3 +203,14 @@ def test_eval_out_keeps_an_earlier_evaluation(tiny_teacher_dir, synthetic_data, 
     assert main([*arguments, "--overwrite"]) == 0
     (moved,) = tmp_path.glob("eval.previous-*")
     assert tree_digest(moved) == before and (out / "metrics.json").is_file()
+
+
+def test_bad_finetune_data_is_refused_before_the_output_directory_is_made(tiny_teacher_dir, synthetic_data, tmp_path, capsys):
+    config = write_config(tmp_path / "run.yaml", tiny_teacher_dir, synthetic_data, lr=1e-3, steps=2)
+    (tmp_path / "english.csv").write_bytes("text,label\ncafé apple,fruit\n".encode("cp1252"))  # a spreadsheet's export
+    config.write_text(config.read_text().replace("  model:", "  finetune: {data: {path: english.csv}}\n  model:", 1))
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out)]) == 2
+    message = capsys.readouterr().err
+    assert "english.csv" in message and "UTF-8" in message and "Traceback" not in message
+    assert not out.exists()

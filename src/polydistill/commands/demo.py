@@ -68,7 +68,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     languages = [code.strip() for code in args.languages.split(",") if code.strip()] if args.languages else None
     raw = demo_config_dict(args.task, languages=languages, quick=args.quick)
-    config = validate_config(raw, source_file=Path(str(recipe_path(args.task))))
+    path = Path(str(recipe_path(args.task)))
+    config = validate_config(raw, source_file=path, source_text=path.read_text(encoding="utf-8"))
     result = run(config, output_dir=args.out, overwrite=args.overwrite, resume=args.resume)
 
     from polydistill.evaluation.metrics import primary_metric_for

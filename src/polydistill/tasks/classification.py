@@ -47,6 +47,8 @@ class Classification:
         train = read_labelled(config.data.train, config, tokenizer=tokenizer, label_names=label_names)
         label_names = label_names or dataset_label_names(train)
         evaluation = read_labelled(config.data.eval, config, tokenizer=tokenizer, label_names=label_names) if config.data.eval else None
+        if config.teacher.finetune is not None:  # read (again, when fine-tuning) now: its errors come before a run writes anything
+            read_labelled(config.teacher.finetune.data, config, tokenizer=tokenizer, label_names=label_names)
         return TaskData(train, evaluation, label_names)
 
     def prepare_teacher(self, config: RunConfig, teacher_dir: Path, output_dir: Path, data: TaskData) -> Path:
