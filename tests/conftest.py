@@ -155,3 +155,15 @@ def tiny_teacher_dir(tmp_path_factory, wordpiece_tokenizer, synthetic_data) -> P
     model.save_pretrained(directory)
     wordpiece_tokenizer.save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory, wordpiece_tokenizer) -> Path:
+    """A 2-layer BERT encoder (untrained): a teacher for the embeddings task."""
+    from transformers import BertModel
+
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("encoder")
+    BertModel(tiny_bert_config(wordpiece_tokenizer, layers=2), add_pooling_layer=False).save_pretrained(directory)
+    wordpiece_tokenizer.save_pretrained(directory)
+    return directory

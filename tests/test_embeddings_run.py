@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 
-from tests.conftest import FILLER, KEYWORDS, tiny_bert_config
+from tests.conftest import FILLER, KEYWORDS
 
 #: a made-up second language: every word has its own translation (a fixed permutation of the vocabulary)
 WORDS = FILLER + [w for group in KEYWORDS for w in group]
@@ -24,17 +21,6 @@ def parallel_rows(n: int, seed: int) -> list[dict]:
         words = rng.sample(WORDS, rng.randint(4, 8))
         rows.append({"text": " ".join(words), "translation": " ".join(TRANSLATE[w] for w in words), "lang": "fr"})
     return rows
-
-
-@pytest.fixture(scope="module")
-def tiny_encoder_dir(tmp_path_factory, wordpiece_tokenizer) -> Path:
-    from transformers import BertModel
-
-    torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("encoder")
-    BertModel(tiny_bert_config(wordpiece_tokenizer, layers=2), add_pooling_layer=False).save_pretrained(directory)
-    wordpiece_tokenizer.save_pretrained(directory)
-    return directory
 
 
 CONFIG = """\

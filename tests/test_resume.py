@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from polydistill.config import load_config
 from polydistill.training.checkpoints import newest_checkpoint
 from polydistill.training.run import run
-from tests.conftest import synthetic_examples, tiny_bert_config, write_jsonl
+from tests.conftest import synthetic_examples, write_jsonl
 from tests.test_embeddings_run import parallel_rows
 
 STEPS = 24
@@ -72,17 +72,6 @@ training:
 """
 
 
-@pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory, wordpiece_tokenizer) -> Path:
-    from transformers import BertModel
-
-    torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("encoder")
-    BertModel(tiny_bert_config(wordpiece_tokenizer, layers=2), add_pooling_layer=False).save_pretrained(directory)
-    wordpiece_tokenizer.save_pretrained(directory)
-    return directory
-
-
 def kill_after_a_checkpoint(config: Path, out: Path, at_least: int) -> int:
     """Run ``config`` in its own process and SIGKILL it once a checkpoint at step >= ``at_least`` is complete."""
     # as many threads as this process uses: another thread count sums in another order, which is not bitwise equal
@@ -107,13 +96,13 @@ def kill_after_a_checkpoint(config: Path, out: Path, at_least: int) -> int:
 
 @pytest.mark.parametrize("cache", ["true", "false"])
 @pytest.mark.parametrize("task", ["classification", "embeddings"])
-def test_a_killed_run_resumes_to_the_uninterrupted_student_bitwise(task, cache, tiny_teacher_dir, tiny_encoder, tmp_path):
+def test_a_killed_run_resumes_to_the_uninterrupted_student_bitwise(task, cache, tiny_teacher_dir, tiny_encoder_dir, tmp_path):
     """(Bitwise at the same number of threads: the killed process is given this one's.)"""
     if task == "classification":
         rows = [example | {"lang": "de" if i % 3 else "fr"} for i, example in enumerate(synthetic_examples(120, seed=5))]
         template, teacher, weights = CLASSIFICATION, tiny_teacher_dir, "model.safetensors"
     else:
-        rows, template, teacher, weights = parallel_rows(120, 3), EMBEDDINGS, tiny_encoder, "model.safetensors"
+        rows, template, teacher, weights = parallel_rows(120, 3), EMBEDDINGS, tiny_encoder_dir, "model.safetensors"
     write_jsonl(tmp_path / "train.jsonl", rows)
     config_path = tmp_path / "run.yaml"
     config_path.write_text(template.format(teacher=teacher, cache=cache, steps=STEPS))
