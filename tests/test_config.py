@@ -125,9 +125,9 @@ def test_latin1_config_names_the_line_the_byte_and_the_likely_encoding(config_di
 def test_utf16_config_is_named_as_such(config_dir):
     path = config_dir / "run.yaml"
     path.write_bytes(VALID.format(teacher="some/teacher", out="out").encode("utf-16"))
-    assert (
-        error_of(path)
-        == f"{path}: the file is UTF-16 (or UTF-32) encoded; expected UTF-8: save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)"
+    assert error_of(path) == (
+        f"{path}: not UTF-8 text; expected UTF-8. It looks like UTF-16 (it starts with a UTF-16 byte-order mark); "
+        f"convert it with: iconv -f UTF-16 -t UTF-8 {path} > {config_dir / 'run.utf8.yaml'}"
     )
 
 

@@ -9,7 +9,6 @@ of a field for messages about it, long after the document was validated.
 
 from __future__ import annotations
 
-import codecs
 import functools
 from collections.abc import Hashable, Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any, Protocol
 import yaml
 
 from polydistill.errors import ConfigError
+from polydistill.text_files import FOREIGN_BOMS, conversion_hint
 
 
 class _DuplicateKeyError(yaml.YAMLError):
@@ -73,29 +73,17 @@ def read_config_text(path: Path) -> str:
 
 def decode_utf8(path: Path, data: bytes) -> str:
     """UTF-8 (a byte-order mark is fine); otherwise where the first bad byte is and what the file likely is."""
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or data[:200].count(0) > len(data[:200]) // 4:
-        raise ConfigError(
-            f"{path}: the file is UTF-16 (or UTF-32) encoded; expected UTF-8: save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)"
-        )
+    if data.startswith(tuple(bom for bom, _ in FOREIGN_BOMS)) or b"\x00" in data[:4096]:
+        raise ConfigError(f"{path}: not UTF-8 text; expected UTF-8. {conversion_hint(path, data)}")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
         column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
-        likely = _likely_encoding(data)
         raise ConfigError(
             f"{path}:{line}: byte 0x{data[error.start]:02X} (byte offset {error.start}, column {column}) is not valid UTF-8; "
-            f"the file looks {likely}; expected UTF-8: save it as UTF-8 (e.g. iconv -f {likely.split()[0]} -t UTF-8)"
+            f"expected UTF-8. {conversion_hint(path, data)}"
         ) from None
-
-
-def _likely_encoding(data: bytes) -> str:
-    """The 8-bit encoding a non-UTF-8 text file most likely has (what spreadsheets and editors on Windows write)."""
-    try:
-        data.decode("cp1252")
-    except UnicodeDecodeError:
-        return "latin-1 (ISO-8859-1)"
-    return "cp1252 (Windows-1252, a superset of Latin-1)"
 
 
 def parse_config_yaml(path: Path, text: str) -> Any:

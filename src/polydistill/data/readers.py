@@ -36,7 +36,6 @@ import csv
 import json
 import math
 import re
-import shlex
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 from polydistill.data.columns import dataset_from_columns
 from polydistill.data.languages import normalize_language
 from polydistill.errors import ConfigError, DataError
+from polydistill.text_files import FOREIGN_BOMS, LFS_POINTER_PREFIX, conversion_hint
 
 if TYPE_CHECKING:
     import datasets
@@ -123,14 +123,6 @@ class _Problems:
 # ---------------------------------------------------------------------------------------------
 # The file as a whole, before it is parsed: a data file at all, and UTF-8 text.
 
-_LFS_POINTER = b"version https://git-lfs.github.com/spec/v1"
-#: byte-order marks of encodings other than UTF-8, longest first (UTF-32LE starts like UTF-16LE)
-_FOREIGN_BOMS = (
-    (codecs.BOM_UTF32_LE, "UTF-32"),
-    (codecs.BOM_UTF32_BE, "UTF-32"),
-    (codecs.BOM_UTF16_LE, "UTF-16"),
-    (codecs.BOM_UTF16_BE, "UTF-16"),
-)
 #: the first bytes of files that users give by mistake for a text file, and what to do instead
 _MAGIC_BYTES = (
     (b"PAR1", "a Parquet file: give it a .parquet extension"),
@@ -165,9 +157,9 @@ def _check_data_file(path: Path, data_format: str) -> None:
         raise DataError(f"{path}: cannot be read ({error.strerror or error})") from None
     if not head:
         raise DataError(f"{path}: the file is empty (0 bytes); expected {expected}")
-    if head.startswith(_LFS_POINTER):
+    if head.startswith(LFS_POINTER_PREFIX):
         raise DataError(
-            f"{path}: a Git LFS pointer file, not the data (it starts with '{_LFS_POINTER.decode()}'); "
+            f"{path}: a Git LFS pointer file, not the data (it starts with '{LFS_POINTER_PREFIX.decode()}'); "
             "fetch the real file with `git lfs pull` in its repository, then try again"
         )
     if data_format == "parquet":
@@ -175,7 +167,7 @@ def _check_data_file(path: Path, data_format: str) -> None:
     for magic, what in _MAGIC_BYTES:
         if head.startswith(magic):
             raise DataError(f"{path}: not a text file: it is {what}; expected {expected}")
-    if any(head.startswith(bom) for bom, _ in _FOREIGN_BOMS):
+    if any(head.startswith(bom) for bom, _ in FOREIGN_BOMS):
         raise _not_utf8_at(path, head, 0, "a byte-order mark of another encoding")
     if b"\x00" in head:
         raise _not_utf8_at(path, head, head.index(b"\x00"), "a NUL byte, which UTF-8 text does not hold")
@@ -200,44 +192,7 @@ def _not_utf8_at(path: Path, data: bytes, offset: int, reason: str) -> DataError
     """The error for the byte at ``offset`` of ``data`` (the file, or its first part)."""
     line = data.count(b"\n", 0, offset) + 1
     message = f"{path}, line {line}: not UTF-8 text: byte 0x{data[offset]:02X} at byte offset {offset} ({reason}); expected UTF-8"
-    return DataError(message + _conversion_hint(path, data))
-
-
-def _conversion_hint(path: Path, data: bytes) -> str:
-    """What a file that is not UTF-8 probably is, and how to convert it."""
-    encoding = _likely_encoding(data)
-    if encoding is None:
-        return ". The file holds NUL bytes: binary data, not text"
-    label, iconv_name = encoding
-    converted = path.with_name(f"{path.stem}.utf8{path.suffix}")
-    return (
-        f". It looks like {label}; convert it with: iconv -f {iconv_name} -t UTF-8 {shlex.quote(str(path))} > {shlex.quote(str(converted))}"
-    )
-
-
-def _likely_encoding(data: bytes) -> tuple[str, str] | None:
-    """(description, iconv name) of the encoding ``data`` probably has; None for binary data.
-
-    A byte-order mark settles it; NUL bytes at every other position are UTF-16 without one;
-    otherwise the usual culprit is a spreadsheet's Windows-1252 (a superset of Latin-1 in
-    print), and Latin-1 when a byte is undefined in Windows-1252.
-    """
-    for bom, name in _FOREIGN_BOMS:
-        if data.startswith(bom):
-            return f"{name} (it starts with a {name} byte-order mark)", name
-    sample = data[:4096]
-    if b"\x00" in sample:
-        odd, even = sample[1::2].count(0), sample[0::2].count(0)
-        if odd > len(sample) // 4 and even == 0:
-            return "UTF-16 little-endian without a byte-order mark", "UTF-16LE"
-        if even > len(sample) // 4 and odd == 0:
-            return "UTF-16 big-endian without a byte-order mark", "UTF-16BE"
-        return None
-    try:
-        data.decode("cp1252")
-    except UnicodeDecodeError:
-        return "Latin-1 (ISO-8859-1)", "ISO-8859-1"
-    return "Windows-1252 (cp1252, what spreadsheet programs on Windows save)", "CP1252"
+    return DataError(f"{message}. {conversion_hint(path, data)}")
 
 
 def _open_utf8(path: Path) -> TextIO:

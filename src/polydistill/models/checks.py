@@ -20,13 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from polydistill.errors import ModelFileError
+from polydistill.text_files import lfs_pointer_size
 
 #: set to 1 to load weights stored only as pickle files (torch's restricted ``weights_only`` loader)
 PICKLE_OPT_IN_ENV = "POLYDISTILL_ALLOW_PICKLE"
-#: how a Git LFS pointer file begins (https://github.com/git-lfs/git-lfs/blob/main/docs/spec.md)
-LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
-#: LFS pointers are about 130 bytes; the spec caps them at 1024
-LFS_POINTER_MAX_BYTES = 1024
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 PICKLE_INDEX = "pytorch_model.bin.index.json"
 #: file endings of torch pickle checkpoints
@@ -102,21 +99,6 @@ def read_json(path: Path) -> Any:
 
 
 # --- Git LFS pointers ------------------------------------------------------------------------
-
-
-def lfs_pointer_size(path: Path) -> int | None:
-    """The size of the file a Git LFS pointer stands for (0 when it names none), or None when
-    ``path`` is not an LFS pointer. Reads at most 1 KiB."""
-    if path.stat().st_size > LFS_POINTER_MAX_BYTES:
-        return None
-    content = path.read_bytes()
-    if not content.startswith(LFS_POINTER_PREFIX):
-        return None
-    for line in content.decode("utf-8", errors="replace").splitlines():
-        key, _, value = line.partition(" ")
-        if key == "size" and value.strip().isdigit():
-            return int(value)
-    return 0
 
 
 def refuse_lfs_pointer(path: Path) -> None:
