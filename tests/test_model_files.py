@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import build_wordpiece_tokenizer, tiny_bert_config
+from tests.conftest import build_wordpiece_tokenizer, tiny_bert_config
 
 from polydistill.errors import ModelFileError
 from polydistill.models.checks import PICKLE_OPT_IN_ENV, check_model_dir
@@ -316,3 +316,11 @@ def test_the_runtime_names_an_lfs_pointer_or_a_truncated_onnx_file(tmp_path):
     path.write_bytes(graph[: len(graph) // 2])
     with pytest.raises(ModelFileError, match=rf"{path} cannot be loaded as an ONNX model .*truncated or corrupt"):
         inference_session(path)
+
+
+def test_weights_that_do_not_fit_the_config_are_named(model_dir):
+    """config.json edited (or from another model): transformers' RuntimeError becomes an error naming the directory."""
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps(config | {"hidden_size": 64, "intermediate_size": 128}))
+    with pytest.raises(ModelFileError, match=rf"{model_dir}: its weights do not fit its config.json"):
+        load_classifier(model_dir)

@@ -47,6 +47,11 @@ def loading_weights(model_dir: Path) -> Iterator[None]:
             f"could not load the pickle weights in {model_dir}: they hold more than plain tensors, which torch's weights_only "
             "loader refuses, and polydistill never unpickles anything else; convert them to safetensors where you trust them"
         ) from None
+    except RuntimeError as error:  # transformers' load report: weights whose shapes config.json does not describe
+        raise ModelFileError(
+            f"could not load the model in {model_dir}: its weights do not fit its config.json ({str(error).splitlines()[0]}); "
+            "the files come from different models or the config was edited: restore a matching config.json"
+        ) from error
     except (OSError, ValueError, SafetensorError) as error:
         raise ModelFileError(f"could not load the model in {model_dir}: {type(error).__name__}: {error}") from error
 
