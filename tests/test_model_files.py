@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.conftest import build_wordpiece_tokenizer, tiny_bert_config
 
 from polydistill.errors import ModelFileError
 from polydistill.models.checks import PICKLE_OPT_IN_ENV, check_model_dir
 from polydistill.models.loading import load_classifier, load_encoder
 from polydistill.models.zoo import resolve_model_path
+from tests.conftest import build_wordpiece_tokenizer, tiny_bert_config
 
 LFS_POINTER = (
     "version https://git-lfs.github.com/spec/v1\n"
