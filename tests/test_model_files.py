@@ -324,3 +324,12 @@ def test_weights_that_do_not_fit_the_config_are_named(model_dir):
     (model_dir / "config.json").write_text(json.dumps(config | {"hidden_size": 64, "intermediate_size": 128}))
     with pytest.raises(ModelFileError, match=rf"{model_dir}: its weights do not fit its config.json"):
         load_classifier(model_dir)
+
+
+def test_a_config_transformers_cannot_read_is_named(model_dir):
+    from polydistill.models.loading import load_model_config
+
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps(config | {"model_type": "nonsense"}))
+    with pytest.raises(ModelFileError, match=rf"{model_dir / 'config.json'}: transformers .* cannot read this model config .*nonsense"):
+        load_model_config(model_dir)

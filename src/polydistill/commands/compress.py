@@ -87,9 +87,9 @@ def run_compress(args: argparse.Namespace) -> int:
     teacher = None
     tokenizer_dir = teacher_dir or shipped
     tokenizer = load_tokenizer(tokenizer_dir)
-    from transformers import AutoConfig
+    from polydistill.models.loading import load_model_config
 
-    data = task.read_data(config, tokenizer=tokenizer, teacher_config=AutoConfig.from_pretrained(teacher_dir or shipped))
+    data = task.read_data(config, tokenizer=tokenizer, teacher_config=load_model_config(teacher_dir or shipped))
     if teacher_dir is not None:
         eager = config.objectives.needs_attention_weights
         teacher = Teacher(task.load_teacher(config, teacher_dir, data, eager_attention=eager), tokenizer, teacher_dir)
@@ -211,8 +211,7 @@ def _copy_model_dir(source: Path, destination: Path) -> None:
 
 def _layer_maps(config, student_dir: Path, teacher):
     """The run's teacher layer for each student layer (kept layers), so re-distillation maps layers as the run did."""
-    from transformers import AutoConfig
-
+    from polydistill.models.loading import load_model_config
     from polydistill.models.student import spread_layers
     from polydistill.objectives import LayerMaps
 
@@ -220,7 +219,7 @@ def _layer_maps(config, student_dir: Path, teacher):
         return None
     keep = config.student.keep_layers
     teacher_layers = teacher.model.config.num_hidden_layers
-    student_layers = AutoConfig.from_pretrained(student_dir).num_hidden_layers
+    student_layers = load_model_config(student_dir).num_hidden_layers
     if keep is not None and not config.student.model:
         kept = spread_layers(keep, teacher_layers) if isinstance(keep, int) else list(keep)
         if len(kept) == student_layers:

@@ -133,12 +133,12 @@ def _trim(args: argparse.Namespace) -> int:
 def _load(directory: Path) -> tuple[Any, Any]:
     """The model class its config names (so a masked-LM or classifier keeps its head) and its tokenizer."""
     import transformers
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers import AutoModel, AutoTokenizer
 
     from polydistill.errors import PolydistillError
-    from polydistill.models.loading import weights_kwargs
+    from polydistill.models.loading import load_model_config, weights_kwargs
 
-    config = AutoConfig.from_pretrained(directory)
+    config = load_model_config(directory)
     architectures = getattr(config, "architectures", None) or []
     model_class = getattr(transformers, architectures[0], None) if architectures else None
     if model_class is None:

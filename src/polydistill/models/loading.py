@@ -28,6 +28,22 @@ def load_tokenizer(model_dir: Path, trust_remote_code: bool = False):
         raise ModelFileError(f"could not load the tokenizer of {model_dir}: {type(error).__name__}: {error}") from error
 
 
+def load_model_config(model_dir: Path, trust_remote_code: bool = False):
+    """The ``transformers`` config of ``model_dir``; one it cannot read (an unknown ``model_type``,
+    a missing field) is an error naming the file, not a transformers traceback."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as error:
+        import transformers
+
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelFileError(
+            f"{Path(model_dir) / 'config.json'}: transformers {transformers.__version__} cannot read this model config ({first_line})"
+        ) from None
+
+
 def weights_kwargs() -> dict[str, Any]:
     """``from_pretrained`` arguments that keep transformers on safetensors (it would otherwise
     fall back to unpickling ``pytorch_model.bin``), unless the user opted in to pickle."""

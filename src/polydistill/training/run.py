@@ -18,7 +18,7 @@ from polydistill.compress.pipeline import Teacher
 from polydistill.config import RunConfig, check_against_teacher, config_location
 from polydistill.console import console
 from polydistill.evaluation.model_card import write_model_card
-from polydistill.models.loading import load_tokenizer
+from polydistill.models.loading import load_model_config, load_tokenizer
 from polydistill.models.zoo import resolve_model_path
 from polydistill.output_dir import plan_output_dir
 from polydistill.tasks import Task, TaskData, TrainedModels, get_task
@@ -46,7 +46,7 @@ def run(config: RunConfig, output_dir: str | Path | None = None, *, overwrite: b
     ``resume`` (the run it holds continues: :mod:`polydistill.training.resume`). Everything that can
     be checked without training is checked before the first file is written.
     """
-    from transformers import AutoConfig, set_seed
+    from transformers import set_seed
 
     task = get_task(config.task)
     output_dir = Path(output_dir or config.output_dir)
@@ -57,9 +57,9 @@ def run(config: RunConfig, output_dir: str | Path | None = None, *, overwrite: b
     console.print(f"[bold]Teacher[/] {config.teacher.model}")
     base_teacher_dir = resolve_model_path(config.resolve_model(config.teacher.model), revision=config.teacher.revision)
     trust = config.teacher.trust_remote_code
-    teacher_config = AutoConfig.from_pretrained(base_teacher_dir, trust_remote_code=trust)
+    teacher_config = load_model_config(base_teacher_dir, trust)
     base_dir = resolve_model_path(config.resolve_model(config.student.model)) if config.student.model else base_teacher_dir
-    base_config = AutoConfig.from_pretrained(base_dir) if config.student.model else teacher_config
+    base_config = load_model_config(base_dir) if config.student.model else teacher_config
     base_layers = base_config.num_hidden_layers
     check_against_teacher(config, teacher_config.num_hidden_layers, student_layer_count(config, base_layers), base_layers)
     check_prune_widths(config, base_config)
