@@ -78,9 +78,17 @@ def test_csv_integer_labels_and_quoted_newlines(tmp_path: Path) -> None:
 
 def test_csv_labels_mapped_through_given_names(tmp_path: Path) -> None:
     path = tmp_path / "data.csv"
+    path.write_text("text,label\na,neg\nb,pos\nc,neg\n", encoding="utf-8")
+    assert read_examples(path, label_column="label", label_names=["pos", "neg"])["label"] == [1, 0, 1]
+    path.write_text("text,label\na,1\nb,0\n", encoding="utf-8")
+    assert read_examples(path, label_column="label", label_names=["neg", "pos"])["label"] == [1, 0]
+
+
+def test_labels_mixing_names_and_ids_are_refused_even_with_label_names(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
     path.write_text("text,label\na,neg\nb,1\n", encoding="utf-8")
-    dataset = read_examples(path, label_column="label", label_names=["neg", "pos"])
-    assert dataset["label"] == [0, 1]
+    message = error_of(path, label_column="label", label_names=["neg", "pos"])
+    assert f"{path}, line 3: 'label' mixes kinds of label: 'neg' (line 2) is a name; '1' (line 3) is an integer id" in message
 
 
 def test_tsv_parallel_pairs_with_source_ids(tmp_path: Path) -> None:
@@ -195,7 +203,7 @@ def test_empty_text_in_parquet_names_the_row_index(tmp_path: Path) -> None:
 def test_label_outside_the_label_set(tmp_path: Path) -> None:
     path = write_jsonl(
         tmp_path / "bad.jsonl",
-        ['{"text": "a", "label": "pos"}', '{"text": "b", "label": "neutral"}', '{"text": "c", "label": 7}'],
+        ['{"text": "a", "label": 1}', '{"text": "b", "label": "neutral"}', '{"text": "c", "label": 7}'],
     )
     message = error_of(path, label_column="label", label_names=["neg", "pos"])
     assert f"{path}, line 2: 'label' is 'neutral', not in the label set; expected one of neg, pos" in message

@@ -579,16 +579,29 @@ def _label_kind(value: object) -> str:
     return "name"
 
 
-def _refuse_mixed_kinds(labels: list[tuple[_Location, object]], column: str, problems: _Problems) -> bool:
+def _refuse_mixed_kinds(
+    labels: list[tuple[_Location, object]], column: str, problems: _Problems, *, names: Sequence[str] | None = None
+) -> bool:
     """Report labels of more than one kind; True when they are mixed.
 
     Without label names a mix cannot be read safely: beside names, ``3`` or ``"2"`` may be the
     id of a class or a class called "2", and guessing either way trains on wrong labels
-    silently. All integer-like strings alone (JSON ``"1"`` .. ``"5"``) are names.
+    silently. All integer-like strings alone (JSON ``"1"`` .. ``"5"``) are names. With the
+    teacher's label ``names``, a label that is one of them is a name, an integer (or a cell of
+    digits that names no class) an id: a column of both is as likely a mistake (two files
+    pasted together, ids shifted by one) and is refused too.
     """
     first_of: dict[str, tuple[_Location, object]] = {}
     for where, value in labels:
-        first_of.setdefault(_label_kind(value), (where, value))
+        if names is None:
+            kind = _label_kind(value)
+        elif isinstance(value, str) and value in names:
+            kind = "name"
+        elif isinstance(value, int) or _INTEGER.match(str(value)):
+            kind = "id"
+        else:
+            continue  # neither: reported as outside the label set
+        first_of.setdefault(kind, (where, value))
     if len(first_of) < 2:
         return False
     examples = [f"{value!r} ({_position(where)}) is {_LABEL_KINDS[kind]}" for kind, (where, value) in first_of.items()]
@@ -627,6 +640,8 @@ def _label_ids(
         names = [str(name) for name in label_names]
         if len(set(names)) != len(names):
             raise ConfigError(f"label names {names} contain duplicates")
+        if _refuse_mixed_kinds(labels, column, problems, names=names):
+            return [], []
     elif _refuse_mixed_kinds(labels, column, problems):
         return [], []
     elif labels and _label_kind(labels[0][1]) == "id":
