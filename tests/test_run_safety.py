@@ -214,3 +214,41 @@ def test_bad_finetune_data_is_refused_before_the_output_directory_is_made(tiny_t
     message = capsys.readouterr().err
     assert "english.csv" in message and "UTF-8" in message and "Traceback" not in message
     assert not out.exists()
+
+
+def test_overwrite_never_moves_the_runs_own_inputs_aside(tiny_teacher_dir, synthetic_data, tmp_path, capsys):
+    teacher = tmp_path / "teacher"
+    shutil.copytree(tiny_teacher_dir, teacher)
+    config = write_config(tmp_path / "run.yaml", teacher, synthetic_data, lr=1e-3, steps=2)
+    before = tree_digest(teacher)
+    assert main(["run", str(config), "--out", str(teacher), "--overwrite"]) == 2
+    assert "--overwrite would move" in capsys.readouterr().err and tree_digest(teacher) == before
+    assert main(["run", str(config), "--out", str(tmp_path), "--overwrite"]) == 2  # the config and the teacher are inside
+    assert tree_digest(teacher) == before and config.is_file()
+    assert main(["run", str(config), "--out", "."]) == 2
+    assert "the working directory (or one above it) cannot be an output directory" in capsys.readouterr().err
+    config.write_text(config.read_text() + 'output_dir: ""\n')
+    assert main(["run", str(config)]) == 2
+    assert f"{config}:20: output_dir: String should have at least 1 character" in capsys.readouterr().err
+
+
+def test_a_teacher_without_a_tokenizer_and_a_max_length_beyond_its_positions_are_refused(
+    tiny_teacher_dir, synthetic_data, tmp_path, capsys
+):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_teacher_dir / name, bare / name)
+    config = write_config(tmp_path / "run.yaml", bare, synthetic_data, lr=1e-3, steps=2)
+    assert main(["run", str(config), "--out", str(tmp_path / "out")]) == 2
+    assert f"{bare} has no tokenizer" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+    long = write_config(tmp_path / "long.yaml", tiny_teacher_dir, synthetic_data, lr=1e-3, steps=2)
+    long.write_text(long.read_text().replace("max_length: 24", "max_length: 512"))
+    assert main(["run", str(long), "--out", str(tmp_path / "out")]) == 2
+    assert f"{long}:10: data.max_length: 512 tokens, but the teacher reads at most 64" in capsys.readouterr().err
+
+    missing = write_config(tmp_path / "hub.yaml", tiny_teacher_dir, synthetic_data, lr=1e-3, steps=2)
+    missing.write_text(missing.read_text().replace(f"model: {tiny_teacher_dir}", "model: offline:no-such-model"))
+    assert main(["run", str(missing), "--out", str(tmp_path / "out")]) == 2
+    assert f"{missing}:2: teacher.model: " in capsys.readouterr().err

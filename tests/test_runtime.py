@@ -191,3 +191,25 @@ def test_an_xlm_roberta_classifier_exports_through_the_lean_encoder(tmp_path):
     with torch.no_grad():
         expected = model(**inputs).logits.numpy()
     np.testing.assert_allclose(runtime.load(tmp_path).logits(TEXTS), expected, atol=1e-4)
+
+
+def test_runtime_names_a_corrupt_tokenizer_file_and_refuses_texts_that_are_not_strings(classifier_dir, tmp_path):
+    import shutil
+
+    from polydistill import runtime
+    from polydistill.compress.onnx_export import export_onnx
+    from polydistill.errors import ConfigError
+
+    export_onnx(classifier_dir, task="classification", check_texts=TEXTS, max_length=64)
+    classifier = runtime.load(classifier_dir)
+    for wrong, given in ((None, "NoneType"), (7, "int"), ({"text": "a"}, "dict")):
+        with pytest.raises(TypeError, match=f"texts must be a string or a list of strings, not {given}"):
+            classifier.classify(wrong)
+    with pytest.raises(TypeError, match="item 1 is int"):
+        classifier.classify(["apple", 3])
+
+    broken = tmp_path / "broken"
+    shutil.copytree(classifier_dir, broken)
+    (broken / "tokenizer.json").write_text('{"version": 1, ')
+    with pytest.raises(ConfigError, match=rf"{broken / 'tokenizer.json'}: not a tokenizer file"):
+        runtime.load(broken)

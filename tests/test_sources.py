@@ -194,7 +194,7 @@ def test_catalog_split_must_exist(tmp_path) -> None:
 
 def test_unknown_catalog_names_list_the_built_in_sources(tmp_path) -> None:
     config = config_for(tmp_path, {"path": "catalogs:nothing", "split": "train"})
-    where = f"{tmp_path / 'run.yaml'}: data source 'catalogs:nothing'"
+    where = f"{tmp_path / 'run.yaml'}: data.train 'catalogs:nothing'"
     with pytest.raises(ConfigError) as error:
         read_labelled(config.data.train, config, tokenizer=None, label_names=None)
     assert str(error.value) == (
@@ -204,7 +204,7 @@ def test_unknown_catalog_names_list_the_built_in_sources(tmp_path) -> None:
     with pytest.raises(ConfigError) as error:
         read_pairs(config.data.train, config, tokenizer=None)
     assert str(error.value) == (
-        f"{tmp_path / 'run.yaml'}: data source 'catalogs:django-components': "
+        f"{tmp_path / 'run.yaml'}: data.train 'catalogs:django-components': "
         "the embeddings task reads translation pairs: catalogs:django, catalogs:sphinx or catalogs:all"
     )
     with pytest.raises(DataError) as error:
@@ -256,7 +256,7 @@ def test_pairs_from_a_file_need_the_translation_column(tmp_path, wordpiece_token
     with pytest.raises(ConfigError) as error:
         read_pairs(config.data.train, config, tokenizer=wordpiece_tokenizer)
     assert str(error.value) == (
-        f"{tmp_path / 'run.yaml'}: data source 'pairs.jsonl': "
+        f"{tmp_path / 'run.yaml'}: data.train 'pairs.jsonl': "
         "translation_column: the embeddings task needs the column holding the translation"
     )
 
@@ -306,3 +306,16 @@ def test_corpus_from_the_catalogs_is_the_translated_side_and_english_for_en() ->
     assert list(texts) == ["de", "en"]
     assert "Löschen" in texts["de"] and "Delete" not in texts["de"]
     assert "Delete" in texts["en"] and len(texts["en"]) == len(set(texts["en"]))
+
+
+def test_a_bad_data_file_is_named_with_the_config_line_that_gave_it(tmp_path, wordpiece_tokenizer) -> None:
+    from polydistill.config import load_config
+
+    (tmp_path / "folder.jsonl").mkdir()
+    (tmp_path / "run.yaml").write_text("teacher:\n  model: teacher-dir\ndata:\n  max_length: 16\n  train:\n    path: folder.jsonl\n")
+    config = load_config(tmp_path / "run.yaml")
+    with pytest.raises(DataError) as error:
+        read_labelled(config.data.train, config, tokenizer=wordpiece_tokenizer, label_names=None)
+    first, second = str(error.value).split("\n", 1)
+    assert first == f"{tmp_path / 'run.yaml'}:6: data.train 'folder.jsonl':"
+    assert second.startswith(f"{tmp_path / 'folder.jsonl'}: a directory")

@@ -286,7 +286,9 @@ class RunConfig(Section):
     training: dict[str, Any] = Field(default_factory=dict, description="passed through to transformers.TrainingArguments")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     compress: CompressConfig | None = None
-    output_dir: str = "runs/polydistill"
+    output_dir: str = Field(
+        default="runs/polydistill", min_length=1, description="where the run writes (relative to the working directory)"
+    )
     seed: int = Field(default=42, ge=0, le=2**32 - 1, description="numpy takes seeds 0..2**32-1")
 
     #: the YAML file this config came from (not a config key)

@@ -34,6 +34,17 @@ class OutputPlan:
     #: where ``--overwrite`` moves the old directory (chosen when the plan is made, made by :meth:`apply`)
     previous: Path | None = None
 
+    def refuse_moving(self, inputs: dict[str, Path]) -> None:
+        """Refuse an ``--overwrite`` that would move one of the command's ``inputs`` (what -> path) aside with the directory."""
+        if self.mode != "overwrite":
+            return
+        inside = [f"{what} ({path})" for what, path in inputs.items() if Path(path).resolve().is_relative_to(self.directory.resolve())]
+        if inside:
+            raise ConfigError(
+                f"--overwrite would move {self.directory} aside, and with it {', '.join(inside)}, which this command reads; "
+                "choose another output directory"
+            )
+
     def apply(self) -> Path | None:
         """Move the old directory aside (``--overwrite``) and create the directory; where the old one went."""
         if self.mode == "overwrite" and self.previous is not None and self.directory.exists():
@@ -49,6 +60,10 @@ class OutputPlan:
 def plan_output_dir(directory: str | Path, *, overwrite: bool = False, resume: bool = False, flag: str = "--out") -> OutputPlan:
     """What a command may do with ``directory``; raises ConfigError when it must not write there."""
     directory = Path(directory).expanduser()
+    if not str(directory).strip() or Path.cwd().resolve().is_relative_to(directory.resolve()):
+        raise ConfigError(
+            f"{flag} {str(directory)!r}: the working directory (or one above it) cannot be an output directory; name a new one"
+        )
     if overwrite and resume:
         raise ConfigError("--overwrite and --resume exclude each other: resume continues the run, overwrite moves it aside")
     if directory.exists() and not directory.is_dir():

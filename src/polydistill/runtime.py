@@ -26,7 +26,7 @@ in a process where importing torch fails.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -146,6 +146,19 @@ def read_json(path: Path) -> dict[str, Any]:
 # --- tokenisation --------------------------------------------------------------------------
 
 
+def text_batch(texts: str | Sequence[str]) -> list[str]:
+    """One string or a sequence of strings, as a list; anything else is a TypeError saying what was given."""
+    if isinstance(texts, str):
+        return [texts]
+    if not isinstance(texts, Sequence | Iterable) or isinstance(texts, bytes | Mapping):
+        raise TypeError(f"texts must be a string or a list of strings, not {type(texts).__name__}")
+    batch = list(texts)
+    not_text = [i for i, text in enumerate(batch) if not isinstance(text, str)]
+    if not_text:
+        raise TypeError(f"texts must be strings; item {not_text[0]} is {type(batch[not_text[0]]).__name__}")
+    return batch
+
+
 class TextTokenizer:
     """``tokenizer.json`` set up as the transformers tokenizer of the directory runs it: truncation
     to ``max_length`` on its truncation side, padding with its pad token on its padding side."""
@@ -156,7 +169,10 @@ class TextTokenizer:
             raise ConfigError(
                 f"{directory} has no tokenizer.json; the runtime needs the fast tokenizer's file (save the tokenizer with transformers)"
             )
-        self._tokenizer = Tokenizer.from_file(str(path))
+        try:
+            self._tokenizer = Tokenizer.from_file(str(path))
+        except Exception as error:  # the tokenizers library raises a bare Exception for a file it cannot parse
+            raise ConfigError(f"{path}: not a tokenizer file the tokenizers library reads ({error})") from None
         settings = read_json(directory / "tokenizer_config.json")
         self.max_length = max_length
         self.padding_side = settings.get("padding_side") or "right"
@@ -337,7 +353,7 @@ class Classifier(OnnxTextModel):
         if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
             raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
         single = isinstance(texts, str)
-        batch = [texts] if isinstance(texts, str) else list(texts)
+        batch = text_batch(texts)
         results: list[Any] = []
         for row in self.scores(batch, batch_size=batch_size):
             if top_k == 1:
@@ -420,9 +436,7 @@ class Encoder(OnnxTextModel):
         """Embeddings (n, d) float32, or (d,) for one string; ``normalize_embeddings`` L2-normalises
         them on top of what the pipeline does (as sentence-transformers' argument)."""
         prefix = self.resolve_prompt(prompt_name=prompt_name, prompt=prompt)
-        batch = [texts] if isinstance(texts, str) else list(texts)
-        if not all(isinstance(text, str) for text in batch):
-            raise TypeError("texts must be strings")
+        batch = text_batch(texts)
         embeddings = self._run_texts([prefix + text for text in batch], batch_size)
         if normalize_embeddings and len(embeddings):
             embeddings = embeddings / np.maximum(np.linalg.norm(embeddings, axis=-1, keepdims=True), 1e-12)

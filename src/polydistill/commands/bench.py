@@ -41,11 +41,13 @@ def run_bench(args: argparse.Namespace) -> int:
 
     from rich.table import Table
 
+    from polydistill.atomic import atomic_write_text
     from polydistill.console import console
     from polydistill.errors import ConfigError
     from polydistill.evaluation.efficiency import EfficiencySettings, measure_efficiency, settings_dict
     from polydistill.evaluation.report.summary import format_efficiency
     from polydistill.evaluation.runtime_efficiency import measure_runtime_efficiency
+    from polydistill.models.checks import refuse_lfs_pointer
 
     if args.batch_size < 1 or args.max_length < 2 or (args.threads is not None and args.threads < 1):
         raise ConfigError("--batch-size and --threads must be >= 1, --max-length >= 2")
@@ -55,6 +57,10 @@ def run_bench(args: argparse.Namespace) -> int:
             raise ConfigError(f"{path}: no such model directory or ONNX file")
         if path.is_file() and path.suffix != ".onnx":
             raise ConfigError(f"{path}: expected a model directory or an .onnx file")
+        if path.is_file():
+            refuse_lfs_pointer(path)
+    if args.json and (Path(args.json).is_dir() or not Path(args.json).parent.is_dir()):
+        raise ConfigError(f"--json {args.json}: expected a file path in an existing directory")
     texts = _texts(args)
     threads = args.threads or _torch_threads()
     settings = EfficiencySettings.quick(threads=threads, batch_size=args.batch_size, max_length=args.max_length)
@@ -88,7 +94,7 @@ def run_bench(args: argparse.Namespace) -> int:
         )
     console.print(table)
     if args.json:
-        Path(args.json).write_text(json.dumps({str(path): record for path, record in records}, indent=2))
+        atomic_write_text(Path(args.json), json.dumps({str(path): record for path, record in records}, indent=2))
     return 0
 
 

@@ -121,7 +121,19 @@ def _call(reader: Any, spec: str, *args: Any, **kwargs: Any) -> Any:
 
 
 def _where(source: DataSourceConfig, config: RunConfig) -> str:
-    return f"{config.source_file or 'config'}: data source '{source.path}'"
+    """``file:line: field 'path'`` of a source of the config, for messages about it."""
+    finetune = config.teacher.finetune.data if config.teacher.finetune else None
+    fields = (("data.train", config.data.train), ("data.eval", config.data.eval), ("teacher.finetune.data", finetune))
+    field = next((name for name, candidate in fields if candidate is source), "data source")
+    return f"{config_location(config, f'{field}.path')}: {field} '{source.path}'"
+
+
+def _read_file(where: str, path: Path, **options: Any) -> datasets.Dataset:
+    """:func:`read_examples`, its errors prefixed with the config field that named the file."""
+    try:
+        return read_examples(path, **options)
+    except DataError as error:
+        raise DataError(f"{where}:\n{error}") from None
 
 
 def _split(splits: datasets.DatasetDict, source: DataSourceConfig, where: str) -> datasets.Dataset:
@@ -162,7 +174,8 @@ def read_labelled(source: DataSourceConfig, config: RunConfig, *, tokenizer: Any
             dataset = _align_labels(dataset, label_names, where)
     else:
         path = config.resolve_path(source.path)
-        dataset = read_examples(
+        dataset = _read_file(
+            where,
             path,
             text_column=source.text_column,
             label_column=_file_label_column(source, path),
@@ -254,7 +267,8 @@ def read_pairs(source: DataSourceConfig, config: RunConfig, *, tokenizer: Any) -
         return pairs.select_columns(["text", "translation", "lang"])
     if source.translation_column is None:
         raise ConfigError(f"{where}: translation_column: the embeddings task needs the column holding the translation")
-    dataset = read_examples(
+    dataset = _read_file(
+        where,
         config.resolve_path(source.path),
         text_column=source.text_column,
         translation_column=source.translation_column,

@@ -121,6 +121,20 @@ TOKENIZER_JSON_FILES = ("tokenizer.json", "tokenizer_config.json", "special_toke
 TOKENIZER_OTHER_FILES = ("vocab.txt", "merges.txt", "sentencepiece.bpe.model", "spiece.model", "tokenizer.model")
 
 
+#: the files one of which holds a tokenizer's vocabulary; without any, transformers builds an empty tokenizer silently
+TOKENIZER_VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model", "tokenizer.model")
+
+
+def require_tokenizer_vocabulary(directory: Path) -> None:
+    """Refuse a model directory without a tokenizer vocabulary: transformers would make one of
+    special tokens only, and every word would become ``[UNK]`` without a word of warning."""
+    if not any((directory / name).is_file() for name in TOKENIZER_VOCABULARY_FILES):
+        raise ModelFileError(
+            f"{directory} has no tokenizer (none of {', '.join(TOKENIZER_VOCABULARY_FILES)}); save the tokenizer beside the model "
+            "(tokenizer.save_pretrained(directory)) or copy its files from the model it came from"
+        )
+
+
 def check_tokenizer_files(directory: Path) -> None:
     """An error naming the tokenizer file that is an LFS pointer or invalid JSON. Parsing
     tokenizer.json costs a fraction of a second for a large vocabulary, so callers run this only

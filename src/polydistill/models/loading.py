@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from polydistill.errors import ModelFileError
-from polydistill.models.checks import check_model_dir, check_tokenizer_files, pickle_allowed
+from polydistill.models.checks import check_model_dir, check_tokenizer_files, pickle_allowed, require_tokenizer_vocabulary
 
 
 def load_tokenizer(model_dir: Path, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
+    require_tokenizer_vocabulary(Path(model_dir))
     try:
         return AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     except Exception as error:  # the tokenizers library raises bare Exception for a corrupt tokenizer.json

@@ -17,6 +17,7 @@ from polydistill.atomic import atomic_write_text
 from polydistill.compress.pipeline import Teacher
 from polydistill.config import RunConfig, check_against_teacher, config_location
 from polydistill.console import console
+from polydistill.errors import ConfigError, PolydistillError
 from polydistill.evaluation.model_card import write_model_card
 from polydistill.models.loading import load_model_config, load_tokenizer
 from polydistill.models.zoo import resolve_model_path
@@ -55,18 +56,25 @@ def run(config: RunConfig, output_dir: str | Path | None = None, *, overwrite: b
     set_seed(config.seed)
 
     console.print(f"[bold]Teacher[/] {config.teacher.model}")
-    base_teacher_dir = resolve_model_path(config.resolve_model(config.teacher.model), revision=config.teacher.revision)
     trust = config.teacher.trust_remote_code
-    teacher_config = load_model_config(base_teacher_dir, trust)
-    base_dir = resolve_model_path(config.resolve_model(config.student.model)) if config.student.model else base_teacher_dir
-    base_config = load_model_config(base_dir) if config.student.model else teacher_config
+    base_teacher_dir, teacher_config = model_of(
+        config, "teacher.model", config.teacher.model, revision=config.teacher.revision, trust=trust
+    )
+    base_dir, base_config = (
+        model_of(config, "student.model", config.student.model) if config.student.model else (base_teacher_dir, teacher_config)
+    )
     base_layers = base_config.num_hidden_layers
     check_against_teacher(config, teacher_config.num_hidden_layers, student_layer_count(config, base_layers), base_layers)
     check_prune_widths(config, base_config)
 
     teacher_tokenizer = load_tokenizer(base_teacher_dir, trust)
+    check_max_length(config, teacher_config, teacher_tokenizer)
     data = task.read_data(config, tokenizer=teacher_tokenizer, teacher_config=teacher_config)
 
+    if plan is not None:
+        plan.refuse_moving(
+            {"the teacher": base_teacher_dir, "the student's base model": base_dir, "the config": config.source_file or base_dir}
+        )
     previous = plan.apply() if plan is not None else None  # the first write
     if previous is not None and config.teacher.finetune is not None:
         carry_over_finetuned_teacher(config, base_teacher_dir, previous, output_dir)
@@ -143,12 +151,35 @@ def _train_and_evaluate(
     return result
 
 
+def model_of(config: RunConfig, field: str, reference: str, *, revision: str | None = None, trust: bool = False) -> tuple[Path, Any]:
+    """The directory and transformers config of the model a config field names; its errors carry the field's line."""
+    try:
+        directory = resolve_model_path(config.resolve_model(reference), revision=revision)
+        return directory, load_model_config(directory, trust)
+    except PolydistillError as error:
+        raise type(error)(f"{config_location(config, field)}: {field}: {error}") from None
+
+
+def check_max_length(config: RunConfig, teacher_config: Any, teacher_tokenizer: Any) -> None:
+    """Refuse a ``data.max_length`` beyond the teacher's positions: its inputs would be cut anyway, or fail."""
+    limits = [teacher_tokenizer.model_max_length] if 0 < getattr(teacher_tokenizer, "model_max_length", 0) < 1_000_000 else []
+    positions = getattr(teacher_config, "max_position_embeddings", None)
+    if isinstance(positions, int) and getattr(teacher_config, "position_embedding_type", "absolute") == "absolute":
+        # RoBERTa-style models count positions from padding_idx + 1
+        offset = teacher_config.pad_token_id + 1 if teacher_config.model_type in ("roberta", "xlm-roberta", "camembert") else 0
+        limits.append(positions - offset)
+    if limits and config.data.max_length > min(limits):
+        raise ConfigError(
+            f"{config_location(config, 'data.max_length')}: data.max_length: {config.data.max_length} tokens, but the teacher "
+            f"reads at most {min(limits)}; expected at most {min(limits)}"
+        )
+
+
 def check_prune_widths(config: RunConfig, base_config: Any) -> None:
     """Refuse ``compress.prune`` widths the student will not have, before training it for nothing."""
     import copy
 
     from polydistill.compress.prune import resolve_widths
-    from polydistill.errors import ConfigError
 
     prune = config.compress.prune if config.compress else None
     if prune is None:
