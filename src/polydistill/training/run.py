@@ -71,11 +71,11 @@ def run(config: RunConfig, output_dir: str | Path | None = None, *, overwrite: b
     check_max_length(config, teacher_config, teacher_tokenizer)
     data = task.read_data(config, tokenizer=teacher_tokenizer, teacher_config=teacher_config)
 
+    previous = None
     if plan is not None:
-        plan.refuse_moving(
-            {"the teacher": base_teacher_dir, "the student's base model": base_dir, "the config": config.source_file or base_dir}
-        )
-    previous = plan.apply() if plan is not None else None  # the first write
+        inputs = {"the teacher": base_teacher_dir, "the student's base model": base_dir}
+        plan.refuse_moving(inputs | ({"the config": config.source_file} if config.source_file else {}))
+        previous = plan.apply()  # the first write
     if previous is not None and config.teacher.finetune is not None:
         carry_over_finetuned_teacher(config, base_teacher_dir, previous, output_dir)
     write_run_record(config, output_dir, teacher_dir=base_teacher_dir, base_teacher_dir=base_teacher_dir)
