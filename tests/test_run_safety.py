@@ -252,3 +252,13 @@ def test_a_teacher_without_a_tokenizer_and_a_max_length_beyond_its_positions_are
     missing.write_text(missing.read_text().replace(f"model: {tiny_teacher_dir}", "model: offline:no-such-model"))
     assert main(["run", str(missing), "--out", str(tmp_path / "out")]) == 2
     assert f"{missing}:2: teacher.model: " in capsys.readouterr().err
+
+
+def test_large_but_finite_gradients_are_not_taken_for_a_divergence():
+    """float32 gradients of 1e30: their squares overflow float32, the guard's norm (float64) does not."""
+    layer, optimizer = _optimizer_with_gradients(1.0)
+    guard = NonFiniteGuard()
+    for parameter in layer.parameters():
+        parameter.grad = torch.full_like(parameter, 1e30)
+    guard.before_optimizer_step(optimizer, 1)  # no TrainingDiverged
+    assert all(parameter.grad is not None for parameter in layer.parameters())

@@ -72,9 +72,9 @@ class NonFiniteGuard:
         """Raise, or drop the gradients so that the optimizer skips the step, when anything is non-finite."""
         learning_rate = float(optimizer.param_groups[0]["lr"])
         gradients = [p.grad.detach() for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        grad_norm = (
-            float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in gradients]))) if gradients else 0.0
-        )
+        # in float64 (MPS has none): the norm of large but finite float32 gradients must not overflow to inf
+        norms = [torch.linalg.vector_norm(g, dtype=torch.float32 if g.device.type == "mps" else torch.float64) for g in gradients]
+        grad_norm = float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
         pending = self._pending if self._pending is not None and self._pending.step == step else None
         self._pending = None
         if pending is None and math.isfinite(grad_norm):
