@@ -262,3 +262,17 @@ def test_large_but_finite_gradients_are_not_taken_for_a_divergence():
         parameter.grad = torch.full_like(parameter, 1e30)
     guard.before_optimizer_step(optimizer, 1)  # no TrainingDiverged
     assert all(parameter.grad is not None for parameter in layer.parameters())
+
+
+def test_a_bf16_config_loads_on_a_cpu_machine_but_a_run_refuses_it_before_writing(tiny_teacher_dir, synthetic_data, tmp_path, capsys):
+    """A config made for a GPU still loads for the commands that do not train (compress, report); a run says why it cannot."""
+    from polydistill.config import load_config
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has bf16 hardware")
+    config = write_config(tmp_path / "run.yaml", tiny_teacher_dir, synthetic_data, lr=1e-3, steps=2)
+    config.write_text(config.read_text().replace("  use_cpu: true", "  bf16: true"))
+    assert load_config(config).training["bf16"] is True
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out)]) == 2
+    assert f"{config}:17: training.bf16: " in capsys.readouterr().err and not out.exists()

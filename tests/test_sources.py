@@ -319,3 +319,47 @@ def test_a_bad_data_file_is_named_with_the_config_line_that_gave_it(tmp_path, wo
     first, second = str(error.value).split("\n", 1)
     assert first == f"{tmp_path / 'run.yaml'}:6: data.train 'folder.jsonl':"
     assert second.startswith(f"{tmp_path / 'folder.jsonl'}: a directory")
+
+
+# ---------------------------------------------------------------------------------------------
+# The source language kept among the student's inputs.
+
+
+def _translations():
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    rows = [
+        ("die Katze", "the cat", 0, "de"),
+        ("le chat", "the cat", 0, "fr"),
+        ("neko", "the cat", 0, "ja"),
+        ("ein Hund", "a dog", 1, "de"),
+        ("un chien", "a dog", 0, "fr"),  # a stray label: the majority of the source's translations wins
+        ("inu", "a dog", 1, "ja"),
+        ("a bird", "a bird", 1, "en"),  # the student reads this source already
+    ]
+    features = Features(
+        {"text": Value("string"), "teacher_text": Value("string"), "label": ClassLabel(names=["pet", "other"]), "lang": Value("string")}
+    )
+    return Dataset.from_dict(
+        {"text": [r[0] for r in rows], "teacher_text": [r[1] for r in rows], "label": [r[2] for r in rows], "lang": [r[3] for r in rows]},
+        features=features,
+    )
+
+
+def test_source_texts_join_the_student_inputs_once_each(tmp_path) -> None:
+    from polydistill.config import DataSourceConfig
+    from polydistill.data.sources import with_source_rows
+
+    source = DataSourceConfig(path="x.jsonl", teacher_text_column="en", source_language="en")
+    dataset = with_source_rows(_translations(), source)
+    texts = col(dataset, "text")
+    assert [texts.count(text) for text in ("the cat", "a dog", "a bird")] == [1, 1, 1]
+    added = dataset.select(range(7, len(dataset)))
+    assert col(added, "text") == col(added, "teacher_text") == ["the cat", "a dog"]
+    assert col(added, "label") == [0, 1] and col(added, "lang") == ["en", "en"]
+    assert dataset.features == _translations().features
+
+    assert len(with_source_rows(_translations(), source.model_copy(update={"source_as_input": False}))) == 7
+    assert len(with_source_rows(_translations(), source.model_copy(update={"languages": ["de", "fr"]}))) == 7
+    untagged = with_source_rows(_translations(), source.model_copy(update={"source_language": None}))
+    assert col(untagged, "lang")[7:] == ["und", "und"]

@@ -154,6 +154,14 @@ class DataSourceConfig(Section):
         default=None,
         description="column the teacher reads instead of text (e.g. the English source of a translation)",
     )
+    source_as_input: bool = Field(
+        default=True,
+        description="training data with a teacher_text_column: its texts are student inputs too, once per distinct text, "
+        "so the student learns the source language from the teacher as well as the translations",
+    )
+    source_language: str | None = Field(
+        default=None, description="the language of teacher_text_column's texts (e.g. en), for those rows' lang; default 'und'"
+    )
     translation_column: str | None = Field(default=None, description="embeddings task: the column holding the translation of text")
     split: str | None = Field(default=None, description="split of a built-in source: train, dev or test")
     languages: list[str] | None = None

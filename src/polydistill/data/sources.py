@@ -66,6 +66,8 @@ TEACHER_TEXT = "teacher_text"
 DEFAULT_CORPUS: tuple[str, ...] = (CATALOGS_PREFIX + "all",)
 #: where texts from a file without a language go in the per-language counts
 UNTAGGED = "untagged"
+#: the BCP 47 code of rows whose language is not known
+UNTAGGED_LANGUAGE = "und"
 
 
 def teacher_text_column(source: DataSourceConfig | None) -> str | None:
@@ -239,6 +241,41 @@ def _require_labels(config: RunConfig, source: DataSourceConfig, data_field: str
         f"expected labelled data: add a '{source.label_column or 'label'}' column, set {data_field}.label_column, "
         f"or remove {needed_by}"
     )
+
+
+def with_source_rows(dataset: datasets.Dataset, source: DataSourceConfig) -> datasets.Dataset:
+    """Training rows whose teacher reads a source text (``teacher_text``), plus one row per distinct
+    source text the student does not read yet: student and teacher both read it.
+
+    Without them a student trained on translations alone never sees the language the teacher
+    reads best, and loses it (the source is English for most cross-lingual data). A source row
+    takes the label most of its translations have (the first of a tie), and ``source_language``
+    (default ``und``) as its language.
+    """
+    from collections import Counter
+
+    from datasets import Dataset, concatenate_datasets
+
+    if not (source.teacher_text_column and source.source_as_input) or TEACHER_TEXT not in dataset.column_names:
+        return dataset
+    language = normalize_language(source.source_language) if source.source_language else UNTAGGED_LANGUAGE
+    if source.source_language and source.languages and language not in normalize_languages(source.languages):
+        return dataset  # the source's language is filtered out, as its translations' would be
+    already_read = set(column_values(dataset, "text"))
+    labels = column_values(dataset, "label") if "label" in dataset.column_names else None
+    votes: dict[str, Counter] = {}
+    for row, text in enumerate(column_values(dataset, TEACHER_TEXT)):
+        if text not in already_read:
+            votes.setdefault(text, Counter())[labels[row] if labels is not None else None] += 1
+    if not votes:
+        return dataset
+    new: dict[str, list[Any]] = {column: [None] * len(votes) for column in dataset.column_names}
+    new["text"] = new[TEACHER_TEXT] = list(votes)
+    if labels is not None:
+        new["label"] = [count.most_common(1)[0][0] for count in votes.values()]
+    if "lang" in dataset.column_names:
+        new["lang"] = [language] * len(votes)
+    return concatenate_datasets([dataset, Dataset.from_dict(new, features=dataset.features)])
 
 
 def _align_labels(dataset: datasets.Dataset, label_names: list[str], where: str) -> datasets.Dataset:

@@ -17,7 +17,7 @@ import numpy as np
 from polydistill.compress.probes import ClassificationProbe
 from polydistill.console import console
 from polydistill.data.columns import language_column
-from polydistill.data.sources import read_labelled, require_gold_labels, teacher_text_column
+from polydistill.data.sources import read_labelled, require_gold_labels, teacher_text_column, with_source_rows
 from polydistill.errors import ConfigError
 from polydistill.evaluation.efficiency import settings_for
 from polydistill.evaluation.evaluate import dataset_label_names, evaluate_run
@@ -44,7 +44,7 @@ class Classification:
         require_gold_labels(config)  # a labels objective or teacher.finetune on unlabelled data
         # a teacher still to be fine-tuned has no classes yet: the training data name them
         label_names = classifier_label_names(teacher_config) if not config.teacher.finetune else None
-        train = read_labelled(config.data.train, config, tokenizer=tokenizer, label_names=label_names)
+        train = with_source_rows(read_labelled(config.data.train, config, tokenizer=tokenizer, label_names=label_names), config.data.train)
         label_names = label_names or dataset_label_names(train)
         evaluation = read_labelled(config.data.eval, config, tokenizer=tokenizer, label_names=label_names) if config.data.eval else None
         if config.teacher.finetune is not None:  # read (again, when fine-tuning) now: its errors come before a run writes anything

@@ -232,8 +232,17 @@ def check_training_sections(config: RunConfig) -> None:
             lines.append(f"{config_location(config, path)}: {'.'.join(path)}: {problem}")
     if lines:
         raise ConfigError("invalid run config\n  " + "\n  ".join(lines))
+    check_training_runs(config, on_this_machine=False)
+
+
+def check_training_runs(config: RunConfig, *, on_this_machine: bool) -> None:
+    """Build the arguments of every Trainer the config starts: what TrainingArguments refuses is a
+    ConfigError at its line. Not ``on_this_machine``, they are built as if for the CPU, so that a
+    config made for a GPU (``bf16: true``) still loads where there is none, for the commands that
+    do not train (compress, report); a run checks ``on_this_machine`` before it writes anything."""
     for overrides in training_runs(config):
-        training_arguments(config, Path(config.output_dir) / "checkpoints", overrides)
+        arguments = overrides if on_this_machine else overrides | {"use_cpu": True}
+        training_arguments(config, Path(config.output_dir) / "checkpoints", arguments)
 
 
 def training_arguments(config: RunConfig, output_dir: Path, overrides: dict[str, Any]):

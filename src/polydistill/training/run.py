@@ -23,6 +23,7 @@ from polydistill.models.loading import load_model_config, load_tokenizer
 from polydistill.models.zoo import resolve_model_path
 from polydistill.output_dir import plan_output_dir
 from polydistill.tasks import Task, TaskData, TrainedModels, get_task
+from polydistill.training.arguments import check_training_runs
 from polydistill.training.checkpoints import CHECKPOINTS_DIRNAME
 from polydistill.training.distil import distil
 from polydistill.training.finetune import carry_over_finetuned_teacher
@@ -66,6 +67,7 @@ def run(config: RunConfig, output_dir: str | Path | None = None, *, overwrite: b
     base_layers = base_config.num_hidden_layers
     check_against_teacher(config, teacher_config.num_hidden_layers, student_layer_count(config, base_layers), base_layers)
     check_prune_widths(config, base_config)
+    check_training_runs(config, on_this_machine=True)  # a bf16 config on a machine without bf16, before anything is written
 
     teacher_tokenizer = load_tokenizer(base_teacher_dir, trust)
     check_max_length(config, teacher_config, teacher_tokenizer)
