@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from polydistill.console import console
 from polydistill.errors import ConfigError
 
 #: what marks a directory as holding a run
@@ -50,7 +51,7 @@ class OutputPlan:
         if self.mode == "overwrite" and self.previous is not None and self.directory.exists():
             previous = _free_name(self.previous)
             os.replace(self.directory, previous)
-            print(f"moved the previous contents of {self.directory} to {previous}")
+            console.print(f"[bold]Moved[/] the previous contents of {self.directory} to {previous}")
             self.directory.mkdir(parents=True)
             return previous
         self.directory.mkdir(parents=True, exist_ok=True)
