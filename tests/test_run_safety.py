@@ -276,3 +276,18 @@ def test_a_bf16_config_loads_on_a_cpu_machine_but_a_run_refuses_it_before_writin
     out = tmp_path / "out"
     assert main(["run", str(config), "--out", str(out)]) == 2
     assert f"{config}:17: training.bf16: " in capsys.readouterr().err and not out.exists()
+
+
+def test_overwrite_reuses_the_fine_tuned_teacher_of_the_run_it_moves_aside(tiny_teacher_dir, synthetic_data, tmp_path, capsys):
+    config = write_config(tmp_path / "run.yaml", tiny_teacher_dir, synthetic_data, lr=1e-3, steps=2)
+    finetune = f"  finetune: {{data: {{path: {synthetic_data['train']}}}, training: {{max_steps: 2, use_cpu: true}}}}\n  model:"
+    config.write_text(config.read_text().replace("  model:", finetune, 1))
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out)]) == 0
+    first = tree_digest(out / "teacher")
+    capsys.readouterr()
+    assert main(["run", str(config), "--out", str(out), "--overwrite"]) == 0
+    assert "reusing the fine-tuned teacher" in capsys.readouterr().err
+    assert tree_digest(out / "teacher") == first  # copied over, not trained again
+    (moved,) = tmp_path.glob("out.previous-*")
+    assert tree_digest(moved / "teacher") == first

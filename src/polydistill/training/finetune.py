@@ -18,6 +18,7 @@ from polydistill.data.sources import is_builtin, read_labelled
 from polydistill.models.loading import load_classifier, load_tokenizer, save_model_dir
 from polydistill.objectives import Labels, ObjectiveSet
 from polydistill.training.arguments import training_arguments
+from polydistill.training.checkpoints import CHECKPOINTS_DIRNAME
 from polydistill.training.features import DistillationCollator, tokenize_for_distillation
 from polydistill.training.guard import check_finite_weights
 from polydistill.training.provenance import fingerprint_weights
@@ -77,7 +78,7 @@ def finetune_teacher(config: RunConfig, base_dir: Path, output_dir: Path, *, lab
         model.get_input_embeddings().requires_grad_(False)
     trainer = DistillationTrainer(
         model=model,
-        args=training_arguments(config, output_dir / "checkpoints", finetune.training),
+        args=training_arguments(config, output_dir / CHECKPOINTS_DIRNAME, finetune.training),
         teacher=None,
         objectives=ObjectiveSet({"labels": Labels()}, {"labels": 1.0}),
         train_dataset=tokenize_for_distillation(data, tokenizer, max_length=config.data.max_length),
@@ -88,4 +89,6 @@ def finetune_teacher(config: RunConfig, base_dir: Path, output_dir: Path, *, lab
     check_finite_weights(model, "the fine-tuned teacher")
     save_model_dir(model, tokenizer, output_dir)
     record.write_text(json.dumps({"key": key, "base": str(base_dir)}, indent=2))
+    if "save_strategy" not in finetune.training:  # the rolling checkpoint did its job; a user's own checkpoints stay
+        shutil.rmtree(output_dir / CHECKPOINTS_DIRNAME, ignore_errors=True)
     return output_dir
