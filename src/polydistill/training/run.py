@@ -17,6 +17,7 @@ from polydistill.atomic import atomic_write_text
 from polydistill.compress.pipeline import Teacher
 from polydistill.config import RunConfig, check_against_teacher, config_location
 from polydistill.console import console
+from polydistill.data.sources import is_builtin
 from polydistill.errors import ConfigError, PolydistillError
 from polydistill.evaluation.model_card import write_model_card
 from polydistill.models.loading import load_model_config, load_tokenizer
@@ -75,8 +76,7 @@ def run(config: RunConfig, output_dir: str | Path | None = None, *, overwrite: b
 
     previous = None
     if plan is not None:
-        inputs = {"the teacher": base_teacher_dir, "the student's base model": base_dir}
-        plan.refuse_moving(inputs | ({"the config": config.source_file} if config.source_file else {}))
+        plan.refuse_moving(run_inputs(config, base_teacher_dir, base_dir))
         previous = plan.apply()  # the first write
     if previous is not None and config.teacher.finetune is not None:
         carry_over_finetuned_teacher(config, base_teacher_dir, previous, output_dir)
@@ -151,6 +151,20 @@ def _train_and_evaluate(
             compress_run(config, task, result, data, Teacher(teacher, teacher_tokenizer, teacher_dir), prepared.layer_maps)
     update_run_record(output_dir, status="finished", error=None)
     return result
+
+
+def run_inputs(config: RunConfig, teacher_dir: Path, base_dir: Path) -> dict[str, Path]:
+    """What a run reads from disk after its output directory is prepared, by what it is (for messages)."""
+    inputs = {"the teacher": teacher_dir, "the student's base model": base_dir}
+    if config.source_file is not None:
+        inputs["the config"] = config.source_file
+    sources = {"data.train": config.data.train, "data.eval": config.data.eval}
+    if config.teacher.finetune is not None:
+        sources["teacher.finetune.data"] = config.teacher.finetune.data
+    for field, source in sources.items():
+        if source is not None and not is_builtin(source.path):
+            inputs[field] = config.resolve_path(source.path)
+    return inputs
 
 
 def model_of(config: RunConfig, field: str, reference: str, *, revision: str | None = None, trust: bool = False) -> tuple[Path, Any]:
