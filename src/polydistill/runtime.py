@@ -131,13 +131,13 @@ def open_onnx_session(path: Path, options: onnxruntime.SessionOptions, providers
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object file, or ``{}`` when the file is absent."""
+    """A JSON object file, or ``{}`` when the file is absent (parsed as the model checks parse it:
+    an LFS pointer or a syntax error is named with its line and column)."""
+    from polydistill.models.checks import read_json as parse_json
+
     if not path.is_file():
         return {}
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as error:
-        raise ConfigError(f"{path} is not valid JSON ({error})") from None
+    content = parse_json(path)
     if not isinstance(content, dict):
         raise ConfigError(f"{path} holds {type(content).__name__}; expected a JSON object")
     return content

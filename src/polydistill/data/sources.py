@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from polydistill.config_yaml import config_location
 from polydistill.data import catalogs
-from polydistill.data.columns import column_values
-from polydistill.data.languages import normalize_language, normalize_languages
+from polydistill.data.columns import column_values, dataset_from_columns
+from polydistill.data.languages import UNDETERMINED, normalize_language, normalize_languages
 from polydistill.data.readers import file_columns, read_examples, read_utf8_text
 from polydistill.errors import ConfigError, DataError
 
@@ -66,8 +66,6 @@ TEACHER_TEXT = "teacher_text"
 DEFAULT_CORPUS: tuple[str, ...] = (CATALOGS_PREFIX + "all",)
 #: where texts from a file without a language go in the per-language counts
 UNTAGGED = "untagged"
-#: the BCP 47 code of rows whose language is not known
-UNTAGGED_LANGUAGE = "und"
 
 
 def teacher_text_column(source: DataSourceConfig | None) -> str | None:
@@ -254,11 +252,11 @@ def with_source_rows(dataset: datasets.Dataset, source: DataSourceConfig) -> dat
     """
     from collections import Counter
 
-    from datasets import Dataset, concatenate_datasets
+    from datasets import concatenate_datasets
 
     if not (source.teacher_text_column and source.source_as_input) or TEACHER_TEXT not in dataset.column_names:
         return dataset
-    language = normalize_language(source.source_language) if source.source_language else UNTAGGED_LANGUAGE
+    language = normalize_language(source.source_language) if source.source_language else UNDETERMINED
     if source.source_language and source.languages and language not in normalize_languages(source.languages):
         return dataset  # the source's language is filtered out, as its translations' would be
     already_read = set(column_values(dataset, "text"))
@@ -275,7 +273,7 @@ def with_source_rows(dataset: datasets.Dataset, source: DataSourceConfig) -> dat
         new["label"] = [count.most_common(1)[0][0] for count in votes.values()]
     if "lang" in dataset.column_names:
         new["lang"] = [language] * len(votes)
-    return concatenate_datasets([dataset, Dataset.from_dict(new, features=dataset.features)])
+    return concatenate_datasets([dataset, dataset_from_columns(new, dataset.features)])
 
 
 def _align_labels(dataset: datasets.Dataset, label_names: list[str], where: str) -> datasets.Dataset:

@@ -8,7 +8,9 @@ checkpoint without one was being written when the process died and is passed ove
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
+from typing import Any
 
 CHECKPOINTS_DIRNAME = "checkpoints"
 #: written last into every checkpoint by ``Trainer._save_checkpoint``
@@ -31,3 +33,10 @@ def newest_checkpoint(checkpoints_dir: Path) -> Path | None:
         if (step := checkpoint_step(path)) is not None and path.is_dir() and (path / TRAINER_STATE).is_file()
     ]
     return max(complete)[1] if complete else None
+
+
+def remove_rolling_checkpoints(work_dir: Path, training: dict[str, Any]) -> None:
+    """Remove ``work_dir/checkpoints`` once the model they were for is saved: the rolling
+    checkpoint did its job. A user who set ``save_strategy`` keeps the checkpoints asked for."""
+    if "save_strategy" not in training:
+        shutil.rmtree(work_dir / CHECKPOINTS_DIRNAME, ignore_errors=True)

@@ -18,7 +18,7 @@ from polydistill.data.sources import is_builtin, read_labelled
 from polydistill.models.loading import load_classifier, load_tokenizer, save_model_dir
 from polydistill.objectives import Labels, ObjectiveSet
 from polydistill.training.arguments import training_arguments
-from polydistill.training.checkpoints import CHECKPOINTS_DIRNAME
+from polydistill.training.checkpoints import CHECKPOINTS_DIRNAME, remove_rolling_checkpoints
 from polydistill.training.features import DistillationCollator, tokenize_for_distillation
 from polydistill.training.guard import check_finite_weights
 from polydistill.training.provenance import fingerprint_weights
@@ -55,7 +55,7 @@ def carry_over_finetuned_teacher(config: RunConfig, base_dir: Path, previous_run
     except (OSError, ValueError, AttributeError):
         return False
     if same:
-        shutil.copytree(previous, output_dir / FINETUNED_TEACHER_DIRNAME, ignore=shutil.ignore_patterns("checkpoints"))
+        shutil.copytree(previous, output_dir / FINETUNED_TEACHER_DIRNAME, ignore=shutil.ignore_patterns(CHECKPOINTS_DIRNAME))
     return same
 
 
@@ -89,6 +89,5 @@ def finetune_teacher(config: RunConfig, base_dir: Path, output_dir: Path, *, lab
     check_finite_weights(model, "the fine-tuned teacher")
     save_model_dir(model, tokenizer, output_dir)
     record.write_text(json.dumps({"key": key, "base": str(base_dir)}, indent=2))
-    if "save_strategy" not in finetune.training:  # the rolling checkpoint did its job; a user's own checkpoints stay
-        shutil.rmtree(output_dir / CHECKPOINTS_DIRNAME, ignore_errors=True)
+    remove_rolling_checkpoints(output_dir, finetune.training)
     return output_dir

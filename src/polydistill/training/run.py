@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from polydistill.models.zoo import resolve_model_path
 from polydistill.output_dir import plan_output_dir
 from polydistill.tasks import Task, TaskData, TrainedModels, get_task
 from polydistill.training.arguments import check_training_runs
-from polydistill.training.checkpoints import CHECKPOINTS_DIRNAME
+from polydistill.training.checkpoints import remove_rolling_checkpoints
 from polydistill.training.distil import distil
 from polydistill.training.finetune import carry_over_finetuned_teacher
 from polydistill.training.provenance import update_run_record, write_run_record
@@ -130,8 +129,7 @@ def _train_and_evaluate(
         )
         atomic_write_text(metrics_path, json.dumps(train_metrics, indent=2))
         update_run_record(output_dir, status="trained")
-        if "save_strategy" not in config.training:  # the rolling checkpoint did its job; a user's own checkpoints stay
-            shutil.rmtree(output_dir / CHECKPOINTS_DIRNAME, ignore_errors=True)
+        remove_rolling_checkpoints(output_dir, config.training)
     result = RunResult(output_dir, student_dir, train_metrics)
     console.print(f"[bold green]Student saved[/] to {result.student_dir}")
     if data.evaluation is not None:
