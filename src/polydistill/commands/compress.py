@@ -17,6 +17,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from polydistill.commands.run import add_overwrite_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -53,11 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--accept-drop", action="store_true", help="ship int8 even when a language fails the check")
     parser.add_argument("--no-teacher-onnx", action="store_true", help="skip the teacher's plain int8 baseline")
     parser.add_argument("--quick", action="store_true", help="short speed measurements (noisier)")
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="--out may hold something: its contents are moved aside to <dir>.previous-<time>, not deleted",
-    )
+    add_overwrite_option(parser)
     parser.set_defaults(func=run_compress)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from polydistill.commands.run import add_overwrite_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -47,11 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     speed.add_argument("--quick", action="store_true", help="short speed measurements (noisier)")
     speed.add_argument("--no-efficiency", action="store_true", help="skip size and speed measurements")
     parser.add_argument("--no-report", action="store_true", help="write metrics.json only")
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="--out may hold something: its contents are moved aside to <dir>.previous-<time>, not deleted",
-    )
+    add_overwrite_option(parser)
     parser.set_defaults(func=run_eval)
 
 

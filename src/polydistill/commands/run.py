@@ -21,7 +21,12 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue the run in the output directory from its newest checkpoint (after a crash, a kill, or a fixed divergence)",
     )
-    existing.add_argument(
+    add_overwrite_option(existing)
+
+
+def add_overwrite_option(parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup) -> None:
+    """--overwrite: start afresh in an output directory that holds something (polydistill.output_dir)."""
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="start afresh in an output directory that holds something: its contents are moved aside to <dir>.previous-<time>, not deleted",
