@@ -291,3 +291,19 @@ def test_overwrite_reuses_the_fine_tuned_teacher_of_the_run_it_moves_aside(tiny_
     assert tree_digest(out / "teacher") == first  # copied over, not trained again
     (moved,) = tmp_path.glob("out.previous-*")
     assert tree_digest(moved / "teacher") == first
+
+
+def test_another_run_of_the_same_fine_tuning_copies_the_cached_teacher(tiny_teacher_dir, synthetic_data, tmp_path, capsys):
+    config = write_config(tmp_path / "run.yaml", tiny_teacher_dir, synthetic_data, lr=1e-3, steps=2)
+    finetune = f"  finetune: {{data: {{path: {synthetic_data['train']}}}, training: {{max_steps: 3, use_cpu: true}}}}\n  model:"
+    config.write_text(config.read_text().replace("  model:", finetune, 1))
+    assert main(["run", str(config), "--out", str(tmp_path / "first")]) == 0
+    first = tree_digest(tmp_path / "first" / "teacher")
+    capsys.readouterr()
+    assert main(["run", str(config), "--out", str(tmp_path / "second")]) == 0
+    assert "reusing the fine-tuned teacher cached in" in capsys.readouterr().err
+    assert tree_digest(tmp_path / "second" / "teacher") == first
+    # teacher.cache off: trained again (fine-tuning is seeded, so to the same weights), nothing read from the cache
+    config.write_text(config.read_text().replace("  model:", "  cache: false\n  model:", 1))
+    assert main(["run", str(config), "--out", str(tmp_path / "third")]) == 0
+    assert "fine-tuning" in capsys.readouterr().err

@@ -9,14 +9,16 @@ does not have) live in :func:`check_against_teacher`, which runs before any weig
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
     ValidationError,
     create_model,
     field_validator,
@@ -166,13 +168,83 @@ class DataSourceConfig(Section):
     split: str | None = Field(default=None, description="split of a built-in source: train, dev or test")
     languages: list[str] | None = None
     overlong: Literal["refuse", "truncate"] = "truncate"
+    weight: float | None = Field(
+        default=None,
+        gt=0,
+        description="when data.train lists several sources: this source's share of the training examples drawn, "
+        "relative to the other sources' weights (default: sources are pooled, each row as likely as any other)",
+    )
+
+
+def _one_or_many(value: Any) -> str:
+    return "many" if isinstance(value, list) else "one"
+
+
+#: one source, or a list of them (see DataConfig); the tags keep pydantic's errors to the branch
+#: the YAML wrote (``data.train.path``, ``data.train.1.path``) instead of one error per branch
+DataSources = Annotated[
+    Annotated[DataSourceConfig, Tag("one")] | Annotated[list[DataSourceConfig], Field(min_length=1), Tag("many")],
+    Discriminator(_one_or_many),
+]
 
 
 class DataConfig(Section):
-    train: DataSourceConfig
-    eval: DataSourceConfig | None = None
+    """Training and evaluation data: each one source or a list of sources.
+
+    Several training sources are pooled into one training set (each keeps its own columns,
+    language filter and teacher column): labelled data beside unlabelled translations, or beside
+    text in the target languages that only the teacher labels. With ``weight`` on every source,
+    each epoch draws that share of its examples from each source, and the language-balanced
+    sampler (``balance_alpha``) balances the languages within each source; without weights every
+    row is as likely as any other. Several evaluation sources are evaluated as one test set.
+    """
+
+    train: DataSources
+    eval: DataSources | None = None
     max_length: int = Field(default=128, ge=8)
     balance_alpha: float | None = Field(default=None, ge=0, le=1, description="language-balanced sampling, p ~ n_lang^alpha")
+
+    @model_validator(mode="after")
+    def _weights_for_all_or_none(self) -> DataConfig:
+        weighted = [field for field, source in self.train_sources if source.weight is not None]
+        if weighted and len(weighted) != len(self.train_sources):
+            missing = next(field for field, source in self.train_sources if source.weight is None)
+            raise FieldValueError(
+                missing.removeprefix("data.") + ".weight",
+                "give every training source a weight, or none (weights are shares relative to each other)",
+            )
+        for field, source in self.eval_sources:
+            if source.weight is not None:
+                raise FieldValueError(
+                    field.removeprefix("data.") + ".weight", "weight is a share of training examples; evaluation reads every row"
+                )
+        return self
+
+    @property
+    def train_sources(self) -> list[tuple[str, DataSourceConfig]]:
+        """The training sources with the config field that names each (``data.train`` or ``data.train.<i>``)."""
+        return _numbered("data.train", self.train)
+
+    @property
+    def eval_sources(self) -> list[tuple[str, DataSourceConfig]]:
+        return _numbered("data.eval", self.eval)
+
+    @property
+    def source_shares(self) -> list[float] | None:
+        """Each training source's share of the examples drawn (summing to 1), or None when the rows are pooled."""
+        weights = [source.weight for _, source in self.train_sources]
+        if any(weight is None for weight in weights):
+            return None
+        total = sum(weight for weight in weights if weight is not None)
+        return [weight / total for weight in weights if weight is not None]
+
+
+def _numbered(field: str, sources: DataSourceConfig | list[DataSourceConfig] | None) -> list[tuple[str, DataSourceConfig]]:
+    if sources is None:
+        return []
+    if isinstance(sources, DataSourceConfig):
+        return [(field, sources)]
+    return [(f"{field}.{index}", source) for index, source in enumerate(sources)]
 
 
 class ObjectivesSection(Section):
@@ -326,7 +398,7 @@ class RunConfig(Section):
         wrong = {name for name, _ in self.objectives.enabled() if self.task not in specs[name].tasks}
         if wrong:
             raise FieldValueError("objectives", f"objectives {sorted(wrong)} do not apply to task '{self.task}'")
-        if getattr(self.objectives, "labels", None) is not None and self.data.train.label_column is None:
+        if getattr(self.objectives, "labels", None) is not None and all(s.label_column is None for _, s in self.data.train_sources):
             raise FieldValueError("objectives.labels", "objectives.labels needs gold labels: set data.train.label_column")
         return self
 
@@ -442,29 +514,36 @@ def _describe_validation_error(error: ValidationError, source_file: Path | None,
 
 def _is_union_branch(part: Any) -> bool:
     # pydantic puts the tried union member in the location, e.g. ('keep_layers', 'int'); drop it.
-    return isinstance(part, str) and part in {"int", "list[int]", "str", "float", "dict[int,int]"}
+    return isinstance(part, str) and part in {"int", "list[int]", "str", "float", "dict[int,int]", "one", "many"}
 
 
 def _allowed_keys_hint(location: list[Any]) -> str:
     model: type[BaseModel] | None = RunConfig
     for part in location[:-1]:
+        if isinstance(part, int) and model is not None:
+            continue  # an item of a list of sections (data.train.1)
         if model is None or not isinstance(part, str) or part not in model.model_fields:
             return ""
-        annotation = model.model_fields[part].annotation
-        candidates = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)]
-        model = next((a for a in candidates if issubclass(a, BaseModel)), None)
+        model = next(iter(_sections_in(model.model_fields[part].annotation)), None)
     if model is None:
         return ""
     keys = [k for k, f in model.model_fields.items() if not f.exclude]
     return f"; expected one of: {', '.join(keys)}"
 
 
+def _sections_in(annotation: Any) -> list[type[BaseModel]]:
+    """The section models an annotation may hold: through unions, ``Annotated`` and lists."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for argument in get_args(annotation) for model in _sections_in(argument)]
+
+
 def _check_files_exist(config: RunConfig) -> None:
-    sources = [("data.train", config.data.train), ("data.eval", config.data.eval)]
+    sources = [*config.data.train_sources, *config.data.eval_sources]
     if config.teacher.finetune:
         sources.append(("teacher.finetune.data", config.teacher.finetune.data))
     for field, source in sources:
-        if source is None or is_builtin(source.path):
+        if is_builtin(source.path):
             continue
         resolved = config.resolve_path(source.path)
         if not resolved.exists():

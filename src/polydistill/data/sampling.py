@@ -9,6 +9,11 @@ draws language ``i`` with probability
 
 (``alpha`` = 1: the natural distribution, rows drawn uniformly; ``alpha`` = 0: every language
 equally often; XLM used 0.5, XLM-R 0.3), then an example of that language.
+
+Several training sources with weights (``data.train`` as a list) add a level above: a source
+is drawn by its share, then a language of that source by the smoothed probabilities among its
+languages, then an example. So labelled English data at a share of 0.3 stays 30% of the
+examples however many unlabelled translations sit beside it.
 """
 
 from __future__ import annotations
@@ -47,10 +52,13 @@ def language_sampling_probabilities(counts: Mapping[str, int], alpha: float) -> 
 class LanguageBalancedSampler(Sampler[int]):
     """Yields dataset indices: a language by the smoothed probabilities, then one of its examples.
 
-    Within a language, examples are drawn without replacement in a shuffled order; when a
-    language runs out it is reshuffled and drawn again (small languages repeat, large ones are
-    partly seen). The order depends only on ``seed`` and the epoch (:meth:`set_epoch`), so a run
-    is reproducible and each epoch differs. ``num_samples`` defaults to the dataset length.
+    With ``sources`` (each row's source index) and ``source_shares`` (each source's share, summing
+    to 1), a source is drawn first by its share and the smoothing runs among its own languages.
+    Within a pool (a language, or a language of a source), examples are drawn without replacement
+    in a shuffled order; when a pool runs out it is reshuffled and drawn again (small languages
+    repeat, large ones are partly seen). The order depends only on ``seed`` and the epoch
+    (:meth:`set_epoch`), so a run is reproducible and each epoch differs. ``num_samples``
+    defaults to the dataset length.
     """
 
     def __init__(
@@ -59,16 +67,42 @@ class LanguageBalancedSampler(Sampler[int]):
         alpha: float,
         num_samples: int | None = None,
         seed: int = 0,
+        *,
+        sources: Sequence[int] | None = None,
+        source_shares: Sequence[float] | None = None,
     ) -> None:
         if len(langs) == 0:
             raise ValueError("cannot sample from an empty dataset")
-        indices_by_language: dict[str, list[int]] = defaultdict(list)
-        for index, lang in enumerate(langs):
-            indices_by_language[lang].append(index)
-        self.languages = sorted(indices_by_language)
-        self._indices = [np.asarray(indices_by_language[lang], dtype=np.int64) for lang in self.languages]
-        counts = {lang: len(indices_by_language[lang]) for lang in self.languages}
-        self.probabilities = language_sampling_probabilities(counts, alpha)
+        if (sources is None) != (source_shares is None):
+            raise ValueError("give sources and source_shares together")
+        shares = [1.0] if source_shares is None else [float(share) for share in source_shares]
+        if any(not math.isfinite(share) or share < 0 for share in shares) or not math.isclose(sum(shares), 1.0):
+            raise ValueError(f"source shares must be >= 0 and sum to 1, got {shares}")
+        row_sources = [0] * len(langs) if sources is None else [int(source) for source in sources]
+        if len(row_sources) != len(langs):
+            raise ValueError(f"{len(row_sources)} source indices for {len(langs)} rows")
+        if any(not 0 <= source < len(shares) for source in row_sources):
+            raise ValueError(f"source indices must lie in 0..{len(shares) - 1}")
+        indices_by_pool: dict[tuple[int, str], list[int]] = defaultdict(list)
+        for index, (source, lang) in enumerate(zip(row_sources, langs, strict=True)):
+            indices_by_pool[(source, lang)].append(index)
+        self.pools = sorted(indices_by_pool)
+        self._indices = [np.asarray(indices_by_pool[pool], dtype=np.int64) for pool in self.pools]
+        self.pool_probabilities: dict[tuple[int, str], float] = {}
+        for source, share in enumerate(shares):
+            counts = {lang: len(indices_by_pool[(s, lang)]) for s, lang in self.pools if s == source}
+            if not counts:
+                if share > 0:
+                    raise ValueError(f"source {source} has a share of {share} but no rows")
+                continue
+            for lang, probability in language_sampling_probabilities(counts, alpha).items():
+                self.pool_probabilities[(source, lang)] = share * probability
+        #: each language's probability, summed over the sources
+        self.probabilities: dict[str, float] = defaultdict(float)
+        for (_, lang), probability in self.pool_probabilities.items():
+            self.probabilities[lang] += probability
+        self.probabilities = dict(self.probabilities)
+        self.languages = sorted(self.probabilities)
         self.alpha = alpha
         self.num_samples = len(langs) if num_samples is None else int(num_samples)
         if self.num_samples < 0:
@@ -85,16 +119,16 @@ class LanguageBalancedSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        weights = np.array([self.probabilities[lang] for lang in self.languages], dtype=np.float64)
-        choices = rng.choice(len(self.languages), size=self.num_samples, p=weights / weights.sum())
+        weights = np.array([self.pool_probabilities[pool] for pool in self.pools], dtype=np.float64)
+        choices = rng.choice(len(self.pools), size=self.num_samples, p=weights / weights.sum())
         orders = [rng.permutation(pool) for pool in self._indices]
-        positions = [0] * len(self.languages)
-        for language in choices:
-            if positions[language] == len(orders[language]):
-                orders[language] = rng.permutation(self._indices[language])
-                positions[language] = 0
-            yield int(orders[language][positions[language]])
-            positions[language] += 1
+        positions = [0] * len(self.pools)
+        for pool in choices:
+            if positions[pool] == len(orders[pool]):
+                orders[pool] = rng.permutation(self._indices[pool])
+                positions[pool] = 0
+            yield int(orders[pool][positions[pool]])
+            positions[pool] += 1
 
 
 def texts_by_language(texts: Sequence[str], languages: Sequence[str], per_language: int) -> dict[str, list[str]]:

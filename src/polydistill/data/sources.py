@@ -16,7 +16,7 @@ sentence, English in the catalogs: what the teacher reads), ``translation`` (its
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,9 +68,9 @@ DEFAULT_CORPUS: tuple[str, ...] = (CATALOGS_PREFIX + "all",)
 UNTAGGED = "untagged"
 
 
-def teacher_text_column(source: DataSourceConfig | None) -> str | None:
-    """The column of a read source that the teacher reads instead of ``text``, if it has one."""
-    return TEACHER_TEXT if source is not None and source.teacher_text_column else None
+def teacher_text_column(dataset: datasets.Dataset | None) -> str | None:
+    """The column of read data that the teacher reads instead of ``text``, if it has one."""
+    return TEACHER_TEXT if dataset is not None and TEACHER_TEXT in dataset.column_names else None
 
 
 def is_builtin(spec: str) -> bool:
@@ -122,10 +122,69 @@ def _call(reader: Any, spec: str, *args: Any, **kwargs: Any) -> Any:
 
 def _where(source: DataSourceConfig, config: RunConfig) -> str:
     """``file:line: field 'path'`` of a source of the config, for messages about it."""
-    finetune = config.teacher.finetune.data if config.teacher.finetune else None
-    fields = (("data.train", config.data.train), ("data.eval", config.data.eval), ("teacher.finetune.data", finetune))
+    fields = [*config.data.train_sources, *config.data.eval_sources]
+    if config.teacher.finetune:
+        fields.append(("teacher.finetune.data", config.teacher.finetune.data))
     field = next((name for name, candidate in fields if candidate is source), "data source")
     return f"{config_location(config, f'{field}.path')}: {field} '{source.path}'"
+
+
+def read_sources(
+    sources: Sequence[tuple[str, DataSourceConfig]],
+    read: Callable[[DataSourceConfig, list[str] | None], datasets.Dataset],
+    label_names: list[str] | None = None,
+) -> datasets.Dataset:
+    """Read every source with ``read(source, label_names)`` and pool the rows (:func:`pool_sources`).
+
+    Without ``label_names`` (a teacher still to be fine-tuned takes its classes from the data),
+    the first source with named classes fixes their ids for the ones after it, so a label means
+    the same in every source.
+    """
+    read_datasets = []
+    for _, source in sources:
+        dataset = read(source, label_names)
+        label_names = label_names or getattr(dataset.features.get("label"), "names", None)
+        read_datasets.append(dataset)
+    return pool_sources(read_datasets, [field for field, _ in sources])
+
+
+#: the column of pooled data that says which source (its index in the config's list) a row came from
+SOURCE_INDEX = "source"
+#: what a source without the column holds in pooled data: the teacher reads the text itself, the
+#: language is undetermined, the row has no gold label
+_FILLED = {TEACHER_TEXT: None, "lang": UNDETERMINED, "label": -1}
+
+
+def pool_sources(read_datasets: Sequence[datasets.Dataset], fields: Sequence[str]) -> datasets.Dataset:
+    """The rows of several read sources as one dataset, with each row's :data:`SOURCE_INDEX`.
+
+    Columns one source lacks are filled (:data:`_FILLED`): a source without a teacher column
+    gives its own text to the teacher, one without labels gets -1 (no gold label: distilled from
+    the teacher only). Other columns only some sources have (a ``source_id``) are dropped. One
+    source comes back unchanged.
+    """
+    from datasets import Features, Value, concatenate_datasets
+
+    if len(read_datasets) == 1:
+        return read_datasets[0]
+    everywhere = set.intersection(*(set(dataset.column_names) for dataset in read_datasets))
+    somewhere = dict.fromkeys(column for dataset in read_datasets for column in dataset.column_names)
+    columns = [column for column in somewhere if column in everywhere or column in _FILLED]
+    labelled = next((dataset for dataset in read_datasets if "label" in dataset.column_names), read_datasets[0])
+    features = Features({column: labelled.features[column] for column in columns if column in labelled.features})
+    pooled = []
+    for index, (field, dataset) in enumerate(zip(fields, read_datasets, strict=True)):
+        for column in (column for column in _FILLED if column in columns and column not in dataset.column_names):
+            filler = _FILLED[column]
+            values = column_values(dataset, "text") if filler is None else [filler] * len(dataset)
+            dataset = dataset.add_column(column, values, feature=features[column] if column in features else None)
+        dataset = dataset.select_columns(columns)
+        try:
+            dataset = dataset.cast(Features({column: features.get(column, dataset.features[column]) for column in columns}))
+        except (ValueError, TypeError) as error:
+            raise DataError(f"{field}: its columns do not match the other sources' ({error})") from None
+        pooled.append(dataset.add_column(SOURCE_INDEX, [index] * len(dataset), feature=Value("int64")))
+    return concatenate_datasets(pooled)
 
 
 def _read_file(where: str, path: Path, **options: Any) -> datasets.Dataset:
@@ -216,26 +275,31 @@ def require_gold_labels(config: RunConfig) -> None:
     """
     labels = getattr(config.objectives, "labels", None)
     if labels is not None and labels.weight > 0:
-        _require_labels(config, config.data.train, "data.train", "objectives.labels")
+        # several sources: gold labels from one suffice, the rows of the others are distilled only
+        lacking = [_lacking_labels(config, source, field) for field, source in config.data.train_sources]
+        if all(lacking):
+            _refuse_unlabelled(config, "; ".join(map(str, lacking)), "data.train", "objectives.labels", config.data.train_sources[0][1])
     if config.teacher.finetune is not None:
-        _require_labels(config, config.teacher.finetune.data, "teacher.finetune.data", "teacher.finetune")
+        source = config.teacher.finetune.data
+        if reason := _lacking_labels(config, source, "teacher.finetune.data"):
+            _refuse_unlabelled(config, reason, "teacher.finetune.data", "teacher.finetune", source)
 
 
-def _require_labels(config: RunConfig, source: DataSourceConfig, data_field: str, needed_by: str) -> None:
+def _lacking_labels(config: RunConfig, source: DataSourceConfig, data_field: str) -> str | None:
+    """Why ``source`` has no gold labels (``data_field`` named in the reason), or None when it has them."""
     if is_builtin(source.path):
-        if source.path != CLASSIFICATION_CATALOG:
-            lacking = f"'{source.path}' holds translation pairs, no labels"
-        else:
-            return
-    elif source.label_column is None:
-        lacking = f"'{source.path}' is read without labels (label_column: null)"
-    else:
-        path = config.resolve_path(source.path)
-        if _file_label_column(source, path) is not None:
-            return  # a named column that the file lacks is the reader's error, with its line
-        lacking = f"{path} has no '{source.label_column}' column (its columns: {', '.join(file_columns(path)) or 'none'})"
+        return None if source.path == CLASSIFICATION_CATALOG else f"{data_field} '{source.path}' holds translation pairs, no labels"
+    if source.label_column is None:
+        return f"{data_field} '{source.path}' is read without labels (label_column: null)"
+    path = config.resolve_path(source.path)
+    if _file_label_column(source, path) is not None:
+        return None  # a named column that the file lacks is the reader's error, with its line
+    return f"{data_field} {path} has no '{source.label_column}' column (its columns: {', '.join(file_columns(path)) or 'none'})"
+
+
+def _refuse_unlabelled(config: RunConfig, lacking: str, data_field: str, needed_by: str, source: DataSourceConfig) -> None:
     raise ConfigError(
-        f"{config_location(config, needed_by)}: {needed_by} trains on gold labels, but {data_field} {lacking}; "
+        f"{config_location(config, needed_by)}: {needed_by} trains on gold labels, but {lacking}; "
         f"expected labelled data: add a '{source.label_column or 'label'}' column, set {data_field}.label_column, "
         f"or remove {needed_by}"
     )

@@ -17,7 +17,7 @@ import numpy as np
 from polydistill.compress.probes import ClassificationProbe
 from polydistill.console import console
 from polydistill.data.columns import language_column
-from polydistill.data.sources import read_labelled, require_gold_labels, teacher_text_column, with_source_rows
+from polydistill.data.sources import read_labelled, read_sources, require_gold_labels, teacher_text_column, with_source_rows
 from polydistill.errors import ConfigError
 from polydistill.evaluation.efficiency import settings_for
 from polydistill.evaluation.evaluate import dataset_label_names, evaluate_run
@@ -44,9 +44,19 @@ class Classification:
         require_gold_labels(config)  # a labels objective or teacher.finetune on unlabelled data
         # a teacher still to be fine-tuned has no classes yet: the training data name them
         label_names = classifier_label_names(teacher_config) if not config.teacher.finetune else None
-        train = with_source_rows(read_labelled(config.data.train, config, tokenizer=tokenizer, label_names=label_names), config.data.train)
+        train = read_sources(
+            config.data.train_sources,
+            lambda source, names: with_source_rows(read_labelled(source, config, tokenizer=tokenizer, label_names=names), source),
+            label_names,
+        )
         label_names = label_names or dataset_label_names(train)
-        evaluation = read_labelled(config.data.eval, config, tokenizer=tokenizer, label_names=label_names) if config.data.eval else None
+        evaluation = None
+        if config.data.eval is not None:
+            evaluation = read_sources(
+                config.data.eval_sources,
+                lambda source, names: read_labelled(source, config, tokenizer=tokenizer, label_names=names),
+                label_names,
+            )
         if config.teacher.finetune is not None:  # read (again, when fine-tuning) now: its errors come before a run writes anything
             read_labelled(config.teacher.finetune.data, config, tokenizer=tokenizer, label_names=label_names)
         return TaskData(train, evaluation, label_names)
@@ -91,7 +101,7 @@ class Classification:
             batch_size=config.evaluation.batch_size,
             max_length=config.data.max_length,
             efficiency=settings_for(config.evaluation.efficiency, max_length=config.data.max_length),
-            teacher_text_column=teacher_text_column(config.data.eval),
+            teacher_text_column=teacher_text_column(evaluation),
         )
 
     def load_saved_student(self, config: RunConfig, directory: Path) -> tuple[Any, Any]:
@@ -99,7 +109,7 @@ class Classification:
 
     def quality_probe(self, config: RunConfig, evaluation: Any, label_names: list[str] | None) -> ClassificationProbe:
         texts = [str(text) for text in evaluation["text"]]
-        teacher_column = teacher_text_column(config.data.eval) if config.data.eval else None
+        teacher_column = teacher_text_column(evaluation)
         return ClassificationProbe(
             texts=texts,
             teacher_texts=[str(text) for text in evaluation[teacher_column]] if teacher_column else texts,

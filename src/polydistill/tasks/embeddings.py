@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from polydistill.compress.probes import EmbeddingsProbe
 from polydistill.data.columns import language_column
-from polydistill.data.sources import read_pairs
+from polydistill.data.sources import read_pairs, read_sources
 from polydistill.evaluation.efficiency import measure_teacher_and_student, settings_dict, settings_for
 from polydistill.evaluation.evaluate import METRICS_FILENAME, build_metrics_document, write_metrics
 from polydistill.evaluation.report import write_report
@@ -43,8 +43,11 @@ class Embeddings:
             yield "teacher.finetune", "applies to classification; an embeddings teacher is used as it is"
 
     def read_data(self, config: RunConfig, *, tokenizer: Any, teacher_config: Any) -> TaskData:
-        train = read_pairs(config.data.train, config, tokenizer=tokenizer)
-        evaluation = read_pairs(config.data.eval, config, tokenizer=tokenizer) if config.data.eval else None
+        def read(source: Any, _: Any) -> Any:
+            return read_pairs(source, config, tokenizer=tokenizer)
+
+        train = read_sources(config.data.train_sources, read)
+        evaluation = read_sources(config.data.eval_sources, read) if config.data.eval else None
         return TaskData(train, evaluation)
 
     def prepare_teacher(self, config: RunConfig, teacher_dir: Path, output_dir: Path, data: TaskData) -> Path:

@@ -46,13 +46,11 @@ def distil(
         prefix=config.student_prefix,
         teacher_prefix=config.teacher.prefix,
     )
-    train_features = tokenize_for_distillation(
-        data.train, tokenizer, teacher_text_column=teacher_text_column(config.data.train), **tokenize
-    )
+    train_features = tokenize_for_distillation(data.train, tokenizer, teacher_text_column=teacher_text_column(data.train), **tokenize)
     eval_features = None
     if data.evaluation is not None:
         eval_features = tokenize_for_distillation(
-            data.evaluation, tokenizer, teacher_text_column=teacher_text_column(config.data.eval), **tokenize
+            data.evaluation, tokenizer, teacher_text_column=teacher_text_column(data.evaluation), **tokenize
         )
     overrides = config.training if training is None else training
     checkpoints = work_dir / CHECKPOINTS_DIRNAME
@@ -68,6 +66,7 @@ def distil(
         teacher=teacher,
         objectives=prepared.objectives,
         language_alpha=config.data.balance_alpha,
+        source_shares=config.data.source_shares,
         teacher_cache=teacher_cache,
         guard=NonFiniteGuard(max_skipped_steps=int(overrides.get("max_nonfinite_steps", 0)), checkpoints_dir=checkpoints),
         train_dataset=train_features,

@@ -59,17 +59,18 @@ def tokenize_for_distillation(
             for key in FEATURE_COLUMNS:
                 if key in teacher:
                     features[f"teacher_{key}"] = teacher[key]
+            # a row whose teacher reads the student's own text (a source row of cross-lingual data) can align
             features["token_aligned"] = [
-                teacher_text_column is None
+                teacher_text == text
                 and prefix == teacher_prefix
                 and tokenizer.convert_ids_to_tokens(s) == teacher_tokenizer.convert_ids_to_tokens(t)
-                for s, t in zip(features["input_ids"], teacher["input_ids"], strict=True)
+                for teacher_text, text, s, t in zip(teacher_texts, batch["text"], features["input_ids"], teacher["input_ids"], strict=True)
             ]
-        if "label" in batch:
-            features["labels"] = batch["label"]
+        if "label" in batch:  # a row without a gold label (-1: pooled from an unlabelled source) is ignored by the loss
+            features["labels"] = [label if label >= 0 else -100 for label in batch["label"]]
         return features
 
-    keep = {"lang"}
+    keep = {"lang", "source"}  # what the training sampler reads
     return dataset.map(
         encode,
         batched=True,

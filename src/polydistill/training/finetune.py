@@ -2,7 +2,10 @@
 
 Fine-tuning is distillation with no teacher and only the ``labels`` objective, so it runs on the
 same trainer, with the same checkpoints, mixed precision and multi-process support. The result
-is saved once under the run directory and reused when the same config runs again.
+is saved under the run directory, and (with ``teacher.cache`` on, the default) also in
+polydistill's cache under its :func:`finetune_key`, so another run that fine-tunes the same base
+model on the same data with the same arguments (a rerun, the quick and the full demo, a search's
+trials) copies it instead of training it again.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import shutil
 from pathlib import Path
 
+from polydistill.atomic import atomic_directory
 from polydistill.config import RunConfig
 from polydistill.console import console
 from polydistill.data.sources import is_builtin, read_labelled
@@ -68,6 +72,11 @@ def finetune_teacher(config: RunConfig, base_dir: Path, output_dir: Path, *, lab
     if record.is_file() and json.loads(record.read_text()).get("key") == key:
         console.print(f"[bold]Teacher[/] reusing the fine-tuned teacher in {output_dir}")
         return output_dir
+    cached = finetuned_teachers_root() / key
+    if config.teacher.cache and (cached / FINETUNE_RECORD).is_file():
+        console.print(f"[bold]Teacher[/] reusing the fine-tuned teacher cached in {cached} (same base model, data and training)")
+        shutil.copytree(cached, output_dir, dirs_exist_ok=True)
+        return output_dir
 
     console.print(f"[bold]Teacher[/] fine-tuning {config.teacher.model} on {finetune.data.path}")
     tokenizer = load_tokenizer(base_dir, config.teacher.trust_remote_code)
@@ -90,4 +99,23 @@ def finetune_teacher(config: RunConfig, base_dir: Path, output_dir: Path, *, lab
     save_model_dir(model, tokenizer, output_dir)
     record.write_text(json.dumps({"key": key, "base": str(base_dir)}, indent=2))
     remove_rolling_checkpoints(output_dir, finetune.training)
+    if config.teacher.cache:
+        _store_in_cache(output_dir, cached)
     return output_dir
+
+
+def finetuned_teachers_root() -> Path:
+    """``finetuned-teachers`` in polydistill's cache: one directory per :func:`finetune_key`."""
+    from polydistill.models.offline import cache_root
+
+    return cache_root() / "finetuned-teachers"
+
+
+def _store_in_cache(teacher_dir: Path, destination: Path) -> None:
+    """A copy of the fine-tuned teacher under its key; a cache that cannot be written costs only the reuse."""
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_directory(destination) as staging:
+            shutil.copytree(teacher_dir, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns(CHECKPOINTS_DIRNAME))
+    except OSError as error:
+        console.print(f"[yellow]Teacher[/] not cached for reuse ({error})")

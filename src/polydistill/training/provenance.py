@@ -150,12 +150,21 @@ def describe_student(config: RunConfig) -> str:
     return ", ".join(parts)
 
 
+def training_data_description(config: RunConfig) -> str:
+    """The training sources as a reader names them: their paths, with each one's share when weighted."""
+    shares = config.data.source_shares
+    sources = [source for _, source in config.data.train_sources]
+    if shares is None:
+        return ", ".join(source.path for source in sources)
+    return ", ".join(f"{source.path} ({share:.0%})" for source, share in zip(sources, shares, strict=True))
+
+
 def run_summary(config: RunConfig) -> dict[str, Any]:
     """What metrics.json and the report say about the run's configuration."""
     return {
         "teacher": config.teacher.model,
         "student": describe_student(config),
         "student_config": config.student.model_dump(mode="json", exclude_none=True),
-        "data": config.data.train.path,
+        "data": training_data_description(config),
         "objectives": {name: section.model_dump() for name, section in config.objectives.enabled()},
     }

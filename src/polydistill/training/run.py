@@ -27,7 +27,7 @@ from polydistill.training.arguments import check_training_runs
 from polydistill.training.checkpoints import remove_rolling_checkpoints
 from polydistill.training.distil import distil
 from polydistill.training.finetune import carry_over_finetuned_teacher
-from polydistill.training.provenance import update_run_record, write_run_record
+from polydistill.training.provenance import training_data_description, update_run_record, write_run_record
 from polydistill.training.resume import STUDENT_DIRNAME, ResumePoint, resume_point
 from polydistill.training.student_setup import prepare_student
 
@@ -139,7 +139,7 @@ def _train_and_evaluate(
             result.student_dir,
             result.metrics,
             teacher=config.teacher.model,
-            data=config.data.train.path,
+            data=training_data_description(config),
             languages=None,
             objectives={name: section.model_dump() for name, section in config.objectives.enabled()},
             pipeline_tag=task.pipeline_tag,
@@ -156,11 +156,11 @@ def run_inputs(config: RunConfig, teacher_dir: Path, base_dir: Path) -> dict[str
     inputs = {"the teacher": teacher_dir, "the student's base model": base_dir}
     if config.source_file is not None:
         inputs["the config"] = config.source_file
-    sources = {"data.train": config.data.train, "data.eval": config.data.eval}
+    sources = dict([*config.data.train_sources, *config.data.eval_sources])
     if config.teacher.finetune is not None:
         sources["teacher.finetune.data"] = config.teacher.finetune.data
     for field, source in sources.items():
-        if source is not None and not is_builtin(source.path):
+        if not is_builtin(source.path):
             inputs[field] = config.resolve_path(source.path)
     return inputs
 

@@ -46,6 +46,7 @@ class DistillationTrainer(Trainer):
         teacher: PreTrainedModel | None,
         objectives: ObjectiveSet,
         language_alpha: float | None = None,
+        source_shares: list[float] | None = None,
         teacher_cache: TeacherCache | None = None,
         guard: NonFiniteGuard | None = None,
         **kwargs,
@@ -53,6 +54,7 @@ class DistillationTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.guard = guard or NonFiniteGuard(checkpoints_dir=Path(self.args.output_dir or "."))
         self.language_alpha = language_alpha
+        self.source_shares = source_shares
         self.teacher_cache = teacher_cache
         self.requires = objectives.requires
         self.objectives = objectives.to(self.args.device)
@@ -141,11 +143,18 @@ class DistillationTrainer(Trainer):
     # ------------------------------------------------------------------ sampling, optimizer, checkpoints
 
     def _get_train_sampler(self, train_dataset=None):
-        """Language-balanced sampling (p ~ n_lang^alpha) when the run asks for it."""
+        """Language-balanced sampling (p ~ n_lang^alpha), and sources drawn by their shares, when the run asks for them."""
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        if self.language_alpha is None or "lang" not in dataset.column_names:
+        by_source = self.source_shares is not None and "source" in dataset.column_names
+        if not by_source and (self.language_alpha is None or "lang" not in dataset.column_names):
             return super()._get_train_sampler(train_dataset)
-        sampler = LanguageBalancedSampler(column_values(dataset, "lang"), self.language_alpha, seed=self.args.seed)
+        sampler = LanguageBalancedSampler(
+            column_values(dataset, "lang") if "lang" in dataset.column_names else ["und"] * len(dataset),
+            1.0 if self.language_alpha is None else self.language_alpha,  # 1: rows of a source drawn uniformly
+            seed=self.args.seed,
+            sources=column_values(dataset, "source") if by_source else None,
+            source_shares=self.source_shares if by_source else None,
+        )
         self.add_callback(_SamplerEpoch(sampler))
         return sampler
 
