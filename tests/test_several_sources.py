@@ -140,3 +140,31 @@ def test_the_sampler_without_sources_is_unchanged() -> None:
     langs = ["a"] * 5 + ["b"] * 20
     with_one_source = LanguageBalancedSampler(langs, 0.5, seed=1, sources=[0] * 25, source_shares=[1.0])
     assert list(LanguageBalancedSampler(langs, 0.5, seed=1)) == list(with_one_source)
+
+
+def test_trimming_corpus_files_resolve_beside_the_config_and_are_checked_first(tmp_path) -> None:
+    (tmp_path / "corpus").mkdir()
+    write_jsonl(tmp_path / "corpus" / "de.jsonl", [{"text": "hallo"}])
+    raw = {"teacher": {"model": "t"}, "data": {"train": EN}}
+    raw["student"] = {"trim_vocabulary": {"languages": ["en", "de"], "corpus": ["catalogs:all", "de=corpus/de.jsonl", "corpus/de.jsonl"]}}
+    write_jsonl(tmp_path / "en.jsonl", LABELLED_EN)
+    config = validate_config(raw, source_file=tmp_path / "run.yaml")
+    assert [config.resolve_corpus(spec) for spec in config.student.trim_vocabulary.corpus] == [
+        "catalogs:all",
+        f"de={tmp_path / 'corpus' / 'de.jsonl'}",
+        str(tmp_path / "corpus" / "de.jsonl"),
+    ]
+    raw["student"]["trim_vocabulary"]["corpus"] = ["catalogs:all", "de=corpus/missing.jsonl"]
+    with pytest.raises(ConfigError, match=r"student.trim_vocabulary.corpus.1: file 'de=corpus/missing.jsonl' does not exist"):
+        validate_config(raw, source_file=tmp_path / "run.yaml")
+
+
+def test_the_saved_config_names_every_source_absolutely_and_validates_again(tmp_path) -> None:
+    from polydistill.training.provenance import resolved_config
+
+    config = config_with(tmp_path, [EN | {"weight": 1}, TRANSLATED | {"weight": 1}], evaluation=[EN])
+    saved = resolved_config(config, tmp_path / "out")
+    assert [source["path"] for source in saved["data"]["train"]] == [str(tmp_path / "en.jsonl"), str(tmp_path / "translations.jsonl")]
+    assert saved["data"]["eval"][0]["path"] == str(tmp_path / "en.jsonl")
+    again = validate_config(saved, source_file=tmp_path / "elsewhere" / "config.yaml")
+    assert again.data.source_shares == [0.5, 0.5]

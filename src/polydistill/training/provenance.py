@@ -121,13 +121,16 @@ def resolved_config(config: RunConfig, output_dir: Path) -> dict[str, Any]:
     data = config.model_dump(mode="json", exclude_none=True)
     data["output_dir"] = str(output_dir)
 
-    def absolute(section: dict[str, Any] | None) -> None:
-        if section and not is_builtin(section["path"]):
-            section["path"] = str(config.resolve_path(section["path"]))
+    def absolute(sources: dict[str, Any] | list[dict[str, Any]] | None) -> None:
+        for section in sources if isinstance(sources, list) else [sources] if sources else []:
+            if not is_builtin(section["path"]):
+                section["path"] = str(config.resolve_path(section["path"]))
 
     data["teacher"]["model"] = config.resolve_model(config.teacher.model)  # a directory beside the config: absolute
     if config.student.model:
         data["student"]["model"] = config.resolve_model(config.student.model)
+    if config.student.trim_vocabulary:
+        data["student"]["trim_vocabulary"]["corpus"] = [config.resolve_corpus(spec) for spec in config.student.trim_vocabulary.corpus]
     absolute(data["data"]["train"])
     absolute(data["data"].get("eval"))
     if data["teacher"].get("finetune"):

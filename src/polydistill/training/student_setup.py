@@ -52,7 +52,7 @@ def prepare_student(config: RunConfig, base: Any, tokenizer: Any, teacher: Any, 
         trimmed = trim_vocabulary(
             student,
             tokenizer,
-            corpus_texts_by_language(trim.corpus, trim.languages),
+            corpus_texts_by_language([config.resolve_corpus(spec) for spec in trim.corpus], trim.languages),
             min_count=trim.min_count,
             max_vocab=trim.max_vocab,
             keep_characters=trim.keep_characters,
