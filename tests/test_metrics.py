@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from polydistill.evaluation.evaluate import classification_report_by_language
-from polydistill.evaluation.metrics import agreement, classification_metrics, primary_metric_for, retention
+from polydistill.evaluation.evaluate import classification_report_by_language, summarise_languages
+from polydistill.evaluation.metrics import MIN_EXAMPLES, agreement, classification_metrics, primary_metric_for, retention
 
 
 def test_three_classes_one_predicted_but_absent_from_gold():
@@ -94,10 +94,19 @@ def test_per_language_report_by_hand():
     overall = result["overall"]
     assert overall["n"] == 7 and overall["languages"] == 2
     assert overall["student"]["accuracy"] == pytest.approx(5 / 7)
-    assert overall["mean_language_retention"]["macro_f1"] == pytest.approx(((2 / 3 + 4 / 5) / 2 + sw_retention) / 2)
-    assert overall["min_language_retention"]["macro_f1"] == pytest.approx(sw_retention)
-    assert overall["min_retention_language"]["macro_f1"] == "sw"
-    assert overall["language_mean"]["student"]["macro_f1"] == pytest.approx(((2 / 3 + 4 / 5) / 2 + 2 / 5) / 2)
+    # 4 and 3 examples are far below MIN_EXAMPLES: neither language enters the aggregates
+    assert not de["comparable"] and not sw["comparable"]
+    assert de["not_comparable_because"] == [f"4 examples, fewer than {MIN_EXAMPLES}"]
+    assert overall["mean_language_retention"] is None and overall["language_mean"]["student"] is None
+
+    # marked comparable (as larger languages would be), the every-language-equal summaries by hand
+    for entry in (de, sw):
+        entry["comparable"] = True
+    summary = summarise_languages(result["languages"])
+    assert summary["mean_language_retention"]["macro_f1"] == pytest.approx(((2 / 3 + 4 / 5) / 2 + sw_retention) / 2)
+    assert summary["min_language_retention"]["macro_f1"] == pytest.approx(sw_retention)
+    assert summary["min_retention_language"]["macro_f1"] == "sw"
+    assert summary["language_mean"]["student"]["macro_f1"] == pytest.approx(((2 / 3 + 4 / 5) / 2 + 2 / 5) / 2)
 
 
 def test_per_language_report_without_teacher():

@@ -19,7 +19,7 @@ from polydistill.evaluation.evaluate import (
     evaluate_run,
     label_alignment,
 )
-from polydistill.evaluation.metrics import CLASSIFICATION_METRICS
+from polydistill.evaluation.metrics import CLASSIFICATION_METRICS, MIN_EXAMPLES
 from polydistill.evaluation.metrics_file import (
     build_metrics_document,
     read_metrics,
@@ -126,11 +126,28 @@ def test_evaluate_run_writes_layout_and_self_contained_report(wordpiece_tokenize
     assert metrics["teacher"]["parameters"] > metrics["student"]["parameters"]
     assert sorted(metrics["languages"]) == LANGUAGES
     for entry in metrics["languages"].values():
-        assert set(entry) == {"n", "teacher", "student", "retention"}
+        assert set(entry) == {"n", "teacher", "student", "retention", "comparable", "not_comparable_because", "ci", "confusion", "noise"}
         assert set(CLASSIFICATION_METRICS) == set(entry["teacher"])
         assert set(CLASSIFICATION_METRICS) | {"agreement"} == set(entry["student"])
         assert set(CLASSIFICATION_METRICS) == set(entry["retention"])
-    assert {"teacher", "student", "retention", "mean_language_retention", "min_retention_language"} <= set(metrics["overall"])
+        # 20 examples each: below MIN_EXAMPLES, so marked and left out of the aggregates
+        assert entry["comparable"] is False and entry["not_comparable_because"][0].startswith("20 examples")
+        assert set(entry["ci"]) == {"macro_f1", "accuracy"} and set(entry["ci"]["macro_f1"]) == {"student", "teacher", "difference"}
+        assert entry["confusion"]["labels"] == LABEL_NAMES
+        assert sum(map(sum, entry["confusion"]["student"])) == entry["n"] == sum(map(sum, entry["confusion"]["teacher"]))
+        assert set(entry["noise"]) == {"student", "teacher", "student_drop", "teacher_drop"}
+    overall = metrics["overall"]
+    assert {"teacher", "student", "retention", "mean_language_retention", "min_retention_language", "headline", "noise"} <= set(overall)
+    assert overall["headline"]["comparable_languages"] == [] and sorted(overall["headline"]["not_comparable_languages"]) == LANGUAGES
+    assert metrics["meta"]["comparable"]["min_examples"] == MIN_EXAMPLES
+    assert metrics["meta"]["bootstrap"] | {"method": None} == {
+        "resamples": 1000,
+        "level": 0.95,
+        "seed": 0,
+        "metrics": ["macro_f1", "accuracy"],
+        "method": None,
+    }
+    assert metrics["meta"]["noise"]["typo_rate"] == 0.05 and metrics["meta"]["noise"]["seed"] == 0
 
     html = (tmp_path / "report.html").read_text()
     assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", html, flags=re.IGNORECASE)
@@ -143,16 +160,21 @@ def test_evaluate_run_writes_layout_and_self_contained_report(wordpiece_tokenize
     assert all(f"| {code}" in markdown for code in LANGUAGES)
     for png in (tmp_path / "plots").glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(list((tmp_path / "plots").glob("*.png"))) == 2
+    assert sorted(png.name for png in (tmp_path / "plots").glob("*.png")) == [
+        "confusion_student.png",
+        "per_language_macro_f1.png",
+        "size_vs_quality.png",
+    ]
+    assert "## Most frequent confusions" in markdown and "## Robustness to noise" in markdown
 
 
 def hand_made_metrics(retention_by_language: dict[str, float], *, efficiency: bool = True) -> dict:
     """A metrics document whose per-language retentions are known in advance."""
     gold, teacher, langs = [], [], []
-    for code in retention_by_language:
-        gold += [0, 1] * 10
-        teacher += [0, 1] * 10
-        langs += [code] * 20
+    for code in retention_by_language:  # 40 examples of two classes: comparable languages
+        gold += [0, 1] * 20
+        teacher += [0, 1] * 20
+        langs += [code] * 40
     quality = classification_report_by_language(gold, gold, langs, teacher_pred=teacher)
     for code, ratio in retention_by_language.items():  # scale the student's numbers by hand
         entry = quality["languages"][code]
@@ -176,7 +198,11 @@ def test_verdict_flags_languages_by_retention(tmp_path):
     metrics = hand_made_metrics({"de": 0.99, "fr": 0.93, "sw": 0.84})
     status, sentence = verdict(metrics)
     assert status == "bad"
-    assert "Student keeps 92.0% of the teacher's macro-F1 on average over 3 languages" in sentence
+    # pooled: every language has the teacher's macro-F1 1.0, so pooled retention is the student's
+    # pooled macro-F1; median of 0.99, 0.93, 0.84 is 0.93, the worst sw at 0.84
+    assert "Pooled over all 120 test examples" in sentence
+    assert "the median retention is 93.0% and the worst sw (84.0%)" in sentence
+    assert "on average" not in sentence
     assert "4.0x fewer parameters" in sentence and "4.0x faster at batch 1" in sentence
     assert "below 90% retention: sw (84.0%)" in sentence and "fr (93.0%)" in sentence
     write_metrics(tmp_path, metrics)

@@ -243,7 +243,11 @@ def test_run_report_without_compression_has_no_ladder(tmp_path):
     paths = write_report(tmp_path)
     assert "ladder_plot" not in paths and not (tmp_path / "plots" / "ladder.png").exists()
     assert "Compression" not in paths["markdown"].read_text() and "Compression" not in paths["html"].read_text()
-    assert len(list((tmp_path / "plots").glob("*.png"))) == 2
+    assert sorted(png.name for png in (tmp_path / "plots").glob("*.png")) == [
+        "confusion_student.png",
+        "per_language_macro_f1.png",
+        "size_vs_quality.png",
+    ]
 
 
 def test_run_report_with_compression_adds_only_the_section(tmp_path):
@@ -262,7 +266,7 @@ def test_run_report_with_compression_adds_only_the_section(tmp_path):
     assert '<div class="verdict v-bad"><strong>student-int8: not accepted</strong>' in html
     assert '<div class="verdict v-warn"><strong>teacher-int8: accepted with drops</strong>' in html
     assert '<tr class="bad"><td>sw (Swahili)</td>' in html
-    assert html.count("data:image/png;base64,") == 3
+    assert html.count("data:image/png;base64,") == 4  # per language, size vs quality, confusions, ladder
 
 
 def test_compression_only_document_gets_its_own_report(tmp_path):

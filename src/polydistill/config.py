@@ -343,6 +343,16 @@ class CompressConfig(Section):
         return self
 
 
+class NoiseConfig(Section):
+    """Seeded noise of the robustness scores (see :mod:`polydistill.evaluation.noise`): teacher and
+    student are scored again per language on noisy copies of the test texts."""
+
+    typo_rate: float = Field(default=0.05, ge=0.0, le=1.0, description="share of words (of two or more letters) given one typo")
+    diacritics_rate: float = Field(default=0.3, ge=0.0, le=1.0, description="share of texts whose optional diacritics are dropped")
+    case_rate: float = Field(default=0.2, ge=0.0, le=1.0, description="share of texts whose case is changed")
+    seed: int = Field(default=0, ge=0, description="picks which words and texts get noise")
+
+
 class EvaluationConfig(Section):
     """The per-language evaluation every run ends with, when it has ``data.eval``."""
 
@@ -350,6 +360,10 @@ class EvaluationConfig(Section):
         default="full", description="measure size, memory, latency and throughput (quick: fewer repeats)"
     )
     batch_size: int = Field(default=64, ge=1)
+    noise: NoiseConfig | None = Field(
+        default_factory=NoiseConfig,
+        description="robustness to noisy text: teacher and student scored again on noisy test texts; null turns it off",
+    )
 
 
 class RunConfig(Section):
@@ -418,6 +432,21 @@ class RunConfig(Section):
         if candidate.is_absolute() or self.source_file is None:
             return candidate
         return (self.source_file.parent / candidate).resolve()
+
+    def corpus_file(self, spec: str) -> tuple[str | None, Path]:
+        """(language tag or None, file) of a trimming corpus entry that is a file (``PATH`` or ``LANG=PATH``),
+        the file resolved like every path of the config."""
+        tag, separator, rest = spec.partition("=")
+        if separator and tag and "/" not in tag and not self.resolve_path(spec).exists():
+            return tag, self.resolve_path(rest)
+        return None, self.resolve_path(spec)
+
+    def resolve_corpus(self, spec: str) -> str:
+        """A trimming corpus entry as :func:`~polydistill.data.sources.corpus_texts_by_language` reads it."""
+        if is_builtin(spec):
+            return spec
+        tag, path = self.corpus_file(spec)
+        return f"{tag}={path}" if tag else str(path)
 
     def resolve_model(self, ref: str) -> str:
         """The model reference to look up: a directory beside the config file wins over a Hub id.
@@ -542,14 +571,14 @@ def _check_files_exist(config: RunConfig) -> None:
     sources = [*config.data.train_sources, *config.data.eval_sources]
     if config.teacher.finetune:
         sources.append(("teacher.finetune.data", config.teacher.finetune.data))
-    for field, source in sources:
-        if is_builtin(source.path):
-            continue
-        resolved = config.resolve_path(source.path)
+    paths = [(f"{field}.path", source.path, config.resolve_path(source.path)) for field, source in sources if not is_builtin(source.path)]
+    trim = config.student.trim_vocabulary
+    for index, spec in enumerate(trim.corpus if trim else []):
+        if not is_builtin(spec):
+            paths.append((f"student.trim_vocabulary.corpus.{index}", spec, config.corpus_file(spec)[1]))
+    for field, written, resolved in paths:
         if not resolved.exists():
-            raise ConfigError(
-                f"{config_location(config, f'{field}.path')}: {field}.path: file '{source.path}' does not exist (looked for {resolved})"
-            )
+            raise ConfigError(f"{config_location(config, field)}: {field}: file '{written}' does not exist (looked for {resolved})")
 
 
 def _check_model_paths(config: RunConfig) -> None:

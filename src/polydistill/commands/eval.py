@@ -59,7 +59,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from polydistill.console import console
     from polydistill.errors import ConfigError
     from polydistill.evaluation.efficiency import EfficiencySettings
-    from polydistill.evaluation.evaluate import evaluate_run, model_label_names
+    from polydistill.evaluation.evaluate import DEFAULT_NOISE, evaluate_run, model_label_names
     from polydistill.output_dir import plan_output_dir
 
     if args.max_length < 2 or args.batch_size < 1 or (args.threads is not None and args.threads < 1):
@@ -93,6 +93,7 @@ def run_eval(args: argparse.Namespace) -> int:
         teacher_text_column=teacher_text_column,
         max_length=args.max_length,
         efficiency=efficiency,
+        noise=DEFAULT_NOISE,  # the robustness scores of a run's default evaluation.noise
         report=not args.no_report,
     )
     _print_summary(console, metrics, Path(args.out), report=not args.no_report)

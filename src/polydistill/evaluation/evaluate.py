@@ -18,7 +18,22 @@ from polydistill.evaluation.efficiency import (
     measure_teacher_and_student,
     settings_dict,
 )
-from polydistill.evaluation.metrics import agreement, classification_metrics, retention
+from polydistill.evaluation.metrics import (
+    BOOTSTRAP_LEVEL,
+    BOOTSTRAP_METHOD,
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    MIN_CLASSES,
+    MIN_EXAMPLES,
+    agreement,
+    bootstrap_interval,
+    classification_metrics,
+    confusion_counts,
+    headline_summary,
+    is_comparable,
+    not_comparable_reasons,
+    retention,
+)
 from polydistill.evaluation.metrics_file import (  # read_metrics: re-exported, callers found it here
     METRICS_FILENAME,
     UNDETERMINED_LANGUAGE,
@@ -26,6 +41,7 @@ from polydistill.evaluation.metrics_file import (  # read_metrics: re-exported, 
     read_metrics,  # noqa: F401
     write_metrics,
 )
+from polydistill.evaluation.noise import NoiseSettings, add_noise, describe_noise, noise_settings_dict
 from polydistill.evaluation.report import write_report
 
 _DEFAULT_LABEL_NAME = re.compile(r"^LABEL_\d+$")
@@ -35,6 +51,8 @@ _DEFAULT_LABEL_NAME = re.compile(r"^LABEL_\d+$")
 
 #: full measurement settings (frozen, so one instance serves every call)
 DEFAULT_EFFICIENCY = EfficiencySettings()
+#: the noise of the robustness scores (``evaluation.noise`` in a run's config; frozen, so one instance serves)
+DEFAULT_NOISE = NoiseSettings()
 
 
 def predict_logits(
@@ -130,13 +148,16 @@ def evaluate_classification(
     text_column: str = "text",
     label_column: str = "label",
     lang_column: str = "lang",
+    noise: NoiseSettings | None = None,
 ) -> dict[str, Any]:
     """Per-language and overall quality of ``student`` (and ``teacher``) on ``dataset``.
 
     Returns ``{"languages": ..., "overall": ...}`` in the ``metrics.json`` layout. Model class
     ids are mapped to the dataset's label ids by name (see :func:`label_alignment`).
     ``teacher_text_column`` lets the teacher read another column (an English source text,
-    say); ``teacher_tokenizer`` defaults to the student's tokenizer.
+    say); ``teacher_tokenizer`` defaults to the student's tokenizer. With ``noise``, both models
+    predict again on noisy copies of the texts (:func:`polydistill.evaluation.noise.add_noise`;
+    the teacher on noisy copies of its own column) and every entry gets a ``noise`` block.
     """
     for column in (text_column, label_column):
         if column not in dataset.column_names:
@@ -151,24 +172,54 @@ def evaluate_classification(
     names = dataset_label_names(dataset, label_column)
 
     student_map = label_alignment(names, student, model_role="student")
-    student_logits = predict_logits(student, tokenizer, texts, batch_size=batch_size, max_length=max_length, description="student")
-    student_pred = student_map[student_logits.argmax(-1)]
-    teacher_pred = None
+
+    def predict_student(inputs: Sequence[str], description: str) -> np.ndarray:
+        logits = predict_logits(student, tokenizer, inputs, batch_size=batch_size, max_length=max_length, description=description)
+        return student_map[logits.argmax(-1)]
+
+    student_pred = predict_student(texts, "student")
+    teacher_pred = noisy_teacher_pred = noisy_student_pred = None
+    teacher_texts = texts
     if teacher is not None:
         teacher_map = label_alignment(names, teacher, model_role="teacher")
         if teacher_text_column is not None and teacher_text_column not in dataset.column_names:
             raise DataError(f"the evaluation data has no teacher text column '{teacher_text_column}'")
         teacher_texts = [str(text) for text in dataset[teacher_text_column]] if teacher_text_column else texts
-        teacher_logits = predict_logits(
-            teacher,
-            teacher_tokenizer or tokenizer,
-            teacher_texts,
-            batch_size=batch_size,
-            max_length=max_length,
-            description="teacher",
-        )
-        teacher_pred = teacher_map[teacher_logits.argmax(-1)]
-    return classification_report_by_language(gold, student_pred, languages, teacher_pred=teacher_pred)
+
+        def predict_teacher(inputs: Sequence[str], description: str) -> np.ndarray:
+            logits = predict_logits(
+                teacher,
+                teacher_tokenizer or tokenizer,
+                inputs,
+                batch_size=batch_size,
+                max_length=max_length,
+                description=description,
+            )
+            return teacher_map[logits.argmax(-1)]
+
+        teacher_pred = predict_teacher(teacher_texts, "teacher")
+    if noise is not None:
+        noisy_texts = add_noise(texts, noise, languages=languages)
+        noisy_student_pred = predict_student(noisy_texts, "student, noisy texts")
+        if teacher is not None:
+            # the teacher's own column is not in the row's language (an English source, say): cased language-neutrally
+            noisy_teacher_texts = noisy_texts if teacher_texts is texts else add_noise(teacher_texts, noise)
+            noisy_teacher_pred = predict_teacher(noisy_teacher_texts, "teacher, noisy texts")
+    return classification_report_by_language(
+        gold,
+        student_pred,
+        languages,
+        teacher_pred=teacher_pred,
+        label_names=names,
+        noisy_student_pred=noisy_student_pred,
+        noisy_teacher_pred=noisy_teacher_pred,
+    )
+
+
+NOISE_METRICS: tuple[str, ...] = ("macro_f1", "accuracy")
+"""Metrics scored again on noisy texts (the primary metric and accuracy)."""
+CI_METRICS: tuple[str, ...] = ("macro_f1", "accuracy")
+"""Metrics with bootstrap intervals per language (the primary metric and accuracy)."""
 
 
 def classification_report_by_language(
@@ -177,24 +228,119 @@ def classification_report_by_language(
     languages: Sequence[str],
     *,
     teacher_pred: Sequence[int] | np.ndarray | None = None,
+    label_names: Sequence[str] | None = None,
+    noisy_student_pred: Sequence[int] | np.ndarray | None = None,
+    noisy_teacher_pred: Sequence[int] | np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """The ``languages`` and ``overall`` parts of ``metrics.json`` from predictions alone."""
+    """The ``languages`` and ``overall`` parts of ``metrics.json`` from predictions alone.
+
+    Every language is marked ``comparable`` or not (:func:`~polydistill.evaluation.metrics.not_comparable_reasons`),
+    gets bootstrap intervals (``ci``) of :data:`CI_METRICS` and confusion counts; with noisy
+    predictions (of the same rows, on noisy texts) a ``noise`` block. Class ids index
+    ``label_names`` when given.
+    """
     gold = np.asarray(gold)
     student_pred = np.asarray(student_pred)
     teacher_array = None if teacher_pred is None else np.asarray(teacher_pred)
+    noisy_student = None if noisy_student_pred is None else np.asarray(noisy_student_pred)
+    noisy_teacher = None if noisy_teacher_pred is None else np.asarray(noisy_teacher_pred)
     language_array = np.asarray(languages, dtype=object)
-    if not (len(gold) == len(student_pred) == len(language_array)) or (teacher_array is not None and len(teacher_array) != len(gold)):
+    if not (len(gold) == len(student_pred) == len(language_array)) or any(
+        array is not None and len(array) != len(gold) for array in (teacher_array, noisy_student, noisy_teacher)
+    ):
         raise ValueError("gold labels, predictions and languages must have the same length")
+    if noisy_teacher is not None and (noisy_student is None or teacher_array is None):
+        raise ValueError("noisy teacher predictions need the teacher's clean predictions and the student's noisy ones")
+    arrays = [array for array in (gold, student_pred, teacher_array, noisy_student, noisy_teacher) if array is not None]
+    num_classes = max(len(label_names or ()), max(int(array.max()) for array in arrays) + 1 if gold.size else 0)
+    class_labels = list(label_names) if label_names is not None else [str(index) for index in range(num_classes)]
+
+    def entry_for(rows: np.ndarray | slice) -> dict[str, Any]:
+        def pick(array: np.ndarray | None) -> np.ndarray | None:
+            return None if array is None else array[rows]
+
+        entry = _quality_entry(gold[rows], student_pred[rows], pick(teacher_array))
+        entry["confusion"] = _confusion_entry(gold[rows], student_pred[rows], pick(teacher_array), num_classes, class_labels)
+        if noisy_student is not None:
+            entry["noise"] = _noise_entry(entry, gold[rows], noisy_student[rows], pick(noisy_teacher))
+        return entry
 
     per_language: dict[str, Any] = {}
     for code in sorted(set(language_array.tolist())):
         rows = language_array == code
-        teacher_rows = None if teacher_array is None else teacher_array[rows]
-        per_language[code] = _quality_entry(gold[rows], student_pred[rows], teacher_rows)
-    overall = _quality_entry(gold, student_pred, teacher_array)
+        entry = entry_for(rows)
+        reasons = not_comparable_reasons(int(rows.sum()), gold[rows], label_names=class_labels)
+        entry["comparable"] = not reasons
+        entry["not_comparable_because"] = reasons
+        entry["ci"] = {
+            metric: bootstrap_interval(
+                gold[rows],
+                student_pred[rows],
+                None if teacher_array is None else teacher_array[rows],
+                metric,
+                resamples=BOOTSTRAP_RESAMPLES,
+                level=BOOTSTRAP_LEVEL,
+                seed=BOOTSTRAP_SEED,
+            )
+            for metric in CI_METRICS
+        }
+        per_language[code] = entry
+    overall = entry_for(slice(None))
     overall["languages"] = len(per_language)
-    overall.update(summarise_languages(per_language))
+    overall.update(summarise_languages(per_language, pooled=overall))
     return {"languages": per_language, "overall": overall}
+
+
+def _confusion_entry(
+    gold: np.ndarray, student_pred: np.ndarray, teacher_pred: np.ndarray | None, num_classes: int, labels: list[str]
+) -> dict[str, Any]:
+    return {
+        "labels": labels,
+        "student": confusion_counts(gold, student_pred, num_classes).tolist(),
+        "teacher": None if teacher_pred is None else confusion_counts(gold, teacher_pred, num_classes).tolist(),
+    }
+
+
+def _noise_entry(clean: Mapping[str, Any], gold: np.ndarray, noisy_student: np.ndarray, noisy_teacher: np.ndarray | None) -> dict[str, Any]:
+    """Scores on noisy texts and the drops (clean - noisy: positive means the noise hurt)."""
+
+    def scores(predicted: np.ndarray) -> dict[str, float]:
+        metrics = classification_metrics(gold, predicted)
+        return {key: metrics[key] for key in NOISE_METRICS}
+
+    student = scores(noisy_student)
+    teacher = None if noisy_teacher is None or clean.get("teacher") is None else scores(noisy_teacher)
+    return {
+        "student": student,
+        "teacher": teacher,
+        "student_drop": {key: float(clean["student"][key]) - student[key] for key in NOISE_METRICS},
+        "teacher_drop": None if teacher is None else {key: float(clean["teacher"][key]) - teacher[key] for key in NOISE_METRICS},
+    }
+
+
+def quality_meta(noise: NoiseSettings | None) -> dict[str, Any]:
+    """The thresholds and settings behind the ``comparable``, ``ci`` and ``noise`` entries, for ``meta``."""
+    meta: dict[str, Any] = {
+        "comparable": {
+            "min_examples": MIN_EXAMPLES,
+            "min_classes": MIN_CLASSES,
+            "rule": (
+                f"a language with fewer than {MIN_EXAMPLES} test examples, or (classification) fewer than "
+                f"{MIN_CLASSES} gold classes, is left out of the headline aggregates"
+            ),
+        },
+        "bootstrap": {
+            "resamples": BOOTSTRAP_RESAMPLES,
+            "level": BOOTSTRAP_LEVEL,
+            "seed": BOOTSTRAP_SEED,
+            "metrics": list(CI_METRICS),
+            "method": BOOTSTRAP_METHOD,
+        },
+        "noise": None,
+    }
+    if noise is not None:
+        meta["noise"] = noise_settings_dict(noise) | {"metrics": list(NOISE_METRICS), "description": describe_noise(noise)}
+    return meta
 
 
 def _quality_entry(gold: np.ndarray, student_pred: np.ndarray, teacher_pred: np.ndarray | None) -> dict[str, Any]:
@@ -211,16 +357,20 @@ def _quality_entry(gold: np.ndarray, student_pred: np.ndarray, teacher_pred: np.
     }
 
 
-def summarise_languages(per_language: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Every language weighing the same: mean metrics, and mean/min retention with its language.
+def summarise_languages(per_language: Mapping[str, Mapping[str, Any]], pooled: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Every comparable language weighing the same: mean metrics, mean/min retention with its
+    language, and the robust ``headline`` (:func:`~polydistill.evaluation.metrics.headline_summary`).
 
-    Works for any metric keys (later tasks add their own). Retention summaries are ``None``
-    without a teacher.
+    Languages marked ``"comparable": false`` are left out of every aggregate (entries without
+    the mark count). Works for any metric keys (later tasks add their own). Retention summaries
+    are ``None`` without a teacher. ``pooled`` (the all-examples entry) fills the headline's
+    ``pooled`` figures.
     """
-    summary: dict[str, Any] = {"language_mean": {}}
+    comparable = {code: entry for code, entry in per_language.items() if is_comparable(entry)}
+    summary: dict[str, Any] = {"language_mean": {}, "headline": headline_summary(per_language, pooled)}
     for role in ("teacher", "student"):
-        summary["language_mean"][role] = _mean_by_key([entry.get(role) for entry in per_language.values()])
-    ratios = {code: ratio for code, entry in per_language.items() if (ratio := entry.get("retention"))}
+        summary["language_mean"][role] = _mean_by_key([entry.get(role) for entry in comparable.values()])
+    ratios = {code: ratio for code, entry in comparable.items() if (ratio := entry.get("retention"))}
     if not ratios:
         summary.update(mean_language_retention=None, min_language_retention=None, min_retention_language=None)
         return summary
@@ -272,13 +422,15 @@ def evaluate_run(
     max_length: int = 128,
     teacher_text_column: str | None = None,
     efficiency: EfficiencySettings | None = DEFAULT_EFFICIENCY,
+    noise: NoiseSettings | None = DEFAULT_NOISE,
     report: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a classifier (and teacher), measure both, write ``metrics.json`` and the report.
 
     ``efficiency=None`` skips size and speed (``teacher``/``student`` are then null). Teacher
     and student are measured one after the other in this process with the same settings and
-    texts drawn from ``dataset`` (each model on the column it reads). Returns the document.
+    texts drawn from ``dataset`` (each model on the column it reads). ``noise=None`` skips the
+    robustness scores on noisy texts. Returns the document.
     """
     quality = evaluate_classification(
         student,
@@ -289,6 +441,7 @@ def evaluate_run(
         batch_size=batch_size,
         max_length=max_length,
         teacher_text_column=teacher_text_column,
+        noise=noise,
     )
     teacher_efficiency = student_efficiency = None
     if efficiency is not None:
@@ -316,6 +469,7 @@ def evaluate_run(
             "max_length": max_length,
             # the settings as used: timed inputs are truncated like the evaluated ones
             "efficiency_settings": None if efficiency is None else settings_dict(efficiency) | {"max_length": max_length},
+            **quality_meta(noise),
         },
     )
     out = Path(out_dir)

@@ -11,21 +11,47 @@ card, hyperparameter search), so its layout is fixed here and only ever grows:
   "student": {efficiency} | null,
   "languages": {
     "<code>": {"n": int, "teacher": {metrics} | null, "student": {metrics},
-               "retention": {metrics} | null}
+               "retention": {metrics} | null,
+               "comparable": bool, "not_comparable_because": [str],
+               "ci": {"macro_f1" | "accuracy": {"student": [low, high], "teacher": [low, high] | null,
+                                                 "difference": [low, high] | null}},
+               "confusion": {"labels": [name], "student": [[count]], "teacher": [[count]] | null},
+               "noise": {"student": {"macro_f1", "accuracy"}, "teacher": {...} | null,
+                         "student_drop": {...}, "teacher_drop": {...} | null}   (when noise was on)}
   },
-  "overall": {"n", "languages", "teacher", "student", "retention",
+  "overall": {"n", "languages", "teacher", "student", "retention", "confusion", "noise",
               "language_mean": {"teacher", "student"},
               "mean_language_retention": {metric: float}, "min_language_retention": {metric: float},
-              "min_retention_language": {metric: code}},
-  "config": {...} (optional), "meta": {...}
+              "min_retention_language": {metric: code},
+              "headline": {"comparable_languages": [code], "not_comparable_languages": {code: [str]},
+                           "by_metric": {metric: {
+                               "pooled": {"teacher", "student", "retention"},
+                               "median": {"teacher", "student", "retention"},
+                               "worst": {"teacher" | "student" | "retention": {"language", "value"} | null},
+                               "teacher_best": {"language", "value"} | null,
+                               "retention_vs_teacher_best": {code: float | null} | null,
+                               "median_retention_vs_teacher_best": float | null,
+                               "worst_retention_vs_teacher_best": {"language", "value"} | null}}}},
+  "config": {...} (optional),
+  "meta": {..., "comparable": {"min_examples", "min_classes", "rule"},
+           "bootstrap": {"resamples", "level", "seed", "metrics", "method"},
+           "noise": {"typo_rate", "diacritics_rate", "case_rate", "seed", "metrics", "description"} | null}
 }
 ```
 
 Classification metrics are ``accuracy``, ``macro_precision``, ``macro_recall``, ``macro_f1``,
 plus ``agreement`` (argmax equal to the teacher's) for the student when a teacher is given.
-``overall`` pools all examples (so large languages weigh more); ``language_mean`` and the
-retention summaries weigh every language the same, which is what "does it work for Swahili"
-needs. Other tasks add their own metric keys in the same places.
+``overall`` pools all examples (so large languages weigh more). A language is **comparable**
+when it has at least ``meta.comparable.min_examples`` test examples and (classification) at
+least ``min_classes`` gold classes; the others stay in ``languages``, marked with the reasons,
+and are left out of every aggregate: ``language_mean`` and the retention summaries (every
+comparable language weighing the same, which is what "does it work for Swahili" needs) and the
+``headline`` (pooled, median and worst language, and retention against the teacher's best
+comparable language: student score in L / the teacher's highest score). ``ci`` holds paired
+percentile bootstrap intervals (``meta.bootstrap``) and ``confusion`` counts with rows = gold,
+columns = predicted, in ``labels`` order. A ``drop`` is clean minus noisy. Files written before
+these keys existed lack them; readers treat their languages as comparable. Other tasks add their
+own metric keys in the same places (the embeddings task has no ``ci``, ``confusion`` or ``noise``).
 """
 
 from __future__ import annotations

@@ -176,7 +176,7 @@ def _usage(pipeline_tag: str, library: str, name: str) -> list[str]:
 def _default_intended_use(metrics: Mapping[str, Any], pipeline_tag: str) -> str:
     labels = (metrics.get("meta") or {}).get("label_names")
     classes = f" into the classes {', '.join(f'`{label}`' for label in labels)}" if labels else ""
-    ok = [row.code for row in language_rows(metrics) if row.flag in {"ok", "none"}]
+    ok = [row.code for row in language_rows(metrics) if row.comparable and row.flag in {"ok", "none"}]
     where = ""
     if ok and has_teacher(metrics):
         where = f" It is the teacher's match (at least {RETENTION_OK:.0%} retention) in: {', '.join(ok)}."
@@ -203,7 +203,14 @@ def _limits(metrics: Mapping[str, Any], extra: Sequence[str]) -> list[str]:
             + ", ".join(f"{row.code} ({format_percent(row.retention)})" for row in warn)
             + "."
         )
-    small = [f"{row.code} (n={row.n})" for row in rows if row.n < SMALL_SAMPLE]
+    excluded = [row for row in rows if not row.comparable]
+    if excluded:
+        limits.append(
+            "Not comparable, so neither judged nor counted in the summary: "
+            + ", ".join(f"{row.code} ({'; '.join(row.not_comparable_because) or 'marked in metrics.json'})" for row in excluded)
+            + "."
+        )
+    small = [f"{row.code} (n={row.n})" for row in rows if row.comparable and row.n < SMALL_SAMPLE]
     if small:
         limits.append(f"Few evaluation examples, so the numbers are noisy, for: {', '.join(small)}.")
     limits.append("Untested in languages not listed above; quality there is unknown.")

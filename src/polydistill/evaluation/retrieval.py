@@ -28,7 +28,7 @@ import numpy as np
 
 from polydistill.errors import DataError
 from polydistill.evaluation.evaluate import summarise_languages
-from polydistill.evaluation.metrics import retention
+from polydistill.evaluation.metrics import not_comparable_reasons, retention
 
 T = TypeVar("T")
 
@@ -200,11 +200,14 @@ def evaluate_embeddings(
     for lang, (english_list, text_list) in sets.items():
         student_metrics = _retrieval_entry(student_vectors, english_list, text_list)
         teacher_metrics = None if teacher_vectors is None else _retrieval_entry(teacher_vectors, english_list, text_list)
+        reasons = not_comparable_reasons(len(english_list))  # too few pairs: top-1 moves in big steps
         per_language[lang] = {
             "n": len(english_list),
             "teacher": teacher_metrics,
             "student": student_metrics,
             "retention": None if teacher_metrics is None else retention(student_metrics, teacher_metrics),
+            "comparable": not reasons,
+            "not_comparable_because": reasons,
         }
 
     sizes = {lang: entry["n"] for lang, entry in per_language.items()}

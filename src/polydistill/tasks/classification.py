@@ -85,6 +85,8 @@ class Classification:
         save_model_dir(student, tokenizer, directory)
 
     def evaluate(self, config: RunConfig, output_dir: Path, models: TrainedModels, evaluation: Any) -> dict[str, Any]:
+        from polydistill.evaluation.noise import NoiseSettings
+
         assert config.data.eval is not None  # evaluation data are read from data.eval only
         console.print("[bold]Evaluating[/] teacher and student per language")
         models.student.eval()
@@ -101,6 +103,7 @@ class Classification:
             batch_size=config.evaluation.batch_size,
             max_length=config.data.max_length,
             efficiency=settings_for(config.evaluation.efficiency, max_length=config.data.max_length),
+            noise=None if config.evaluation.noise is None else NoiseSettings(**config.evaluation.noise.model_dump()),
             teacher_text_column=teacher_text_column(evaluation),
         )
 

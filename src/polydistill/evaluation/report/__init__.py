@@ -1,9 +1,11 @@
 """Turn a run's ``metrics.json`` into ``report.md``, a self-contained ``report.html`` and plots.
 
 The report answers one question first: is the student good enough, and in which languages is
-it not? A verdict line comes first, then the per-language table sorted worst first with
-retention flags (>= 95% ok, 90-95% warn, < 90% bad), the plots, the efficiency table with
-ratios, the compression ladder when the run has one, and every metric. The rooms: :mod:`.summary`
+it not? A verdict line comes first (pooled, median and worst comparable language), then the
+per-language table sorted worst first with retention flags (>= 95% ok, 90-95% warn, < 90% bad;
+languages too small or with one class are marked, never flagged), the plots, the most frequent
+confusions, robustness to noise, the efficiency table with ratios, the compression ladder when
+the run has one, and every metric. The rooms: :mod:`.summary`
 (verdict, flags, rows, tables, numbers as text), :mod:`.plots`, :mod:`.ladder` (the compression
 stages as tables and a plot), :mod:`.render` (markdown and HTML).
 """
@@ -26,7 +28,7 @@ from polydistill.evaluation.report.ladder import (
     plot_ladder,
     read_report_metrics,
 )
-from polydistill.evaluation.report.plots import plot_per_language, plot_size_vs_quality
+from polydistill.evaluation.report.plots import plot_confusions, plot_per_language, plot_size_vs_quality
 from polydistill.evaluation.report.render import (
     markdown_table,
     render_html,
@@ -39,15 +41,20 @@ from polydistill.evaluation.report.summary import (
     RETENTION_WARN,
     SMALL_SAMPLE,
     LanguageRow,
+    ci_note,
     config_items,
+    confusion_table,
     detail_table,
     efficiency_ratio,
     efficiency_table,
     format_count,
     format_efficiency,
+    format_interval,
     format_metric,
     format_percent,
+    has_noise,
     has_teacher,
+    headline,
     language_label,
     language_name,
     language_rows,
@@ -55,15 +62,21 @@ from polydistill.evaluation.report.summary import (
     measurement_note,
     metric_keys,
     metric_name,
+    noise_note,
+    noise_table,
+    primary_headline,
     primary_metric,
     retention_flag,
     status_headline,
+    top_confusions,
     verdict,
 )
 
 PLOTS_DIRNAME = "plots"
+CONFUSION_PLOT = "confusion_student.png"
 
 __all__ = [
+    "CONFUSION_PLOT",
     "LADDER_PLOT",
     "PLOTS_DIRNAME",
     "RETENTION_OK",
@@ -72,16 +85,21 @@ __all__ = [
     "CheckLine",
     "LanguageRow",
     "check_lines",
+    "ci_note",
     "config_items",
+    "confusion_table",
     "detail_table",
     "efficiency_ratio",
     "efficiency_table",
     "format_count",
     "format_efficiency",
+    "format_interval",
     "format_metric",
     "format_percent",
     "has_compression",
+    "has_noise",
     "has_teacher",
+    "headline",
     "is_compression_only",
     "ladder_language_table",
     "ladder_table",
@@ -93,9 +111,13 @@ __all__ = [
     "measurement_note",
     "metric_keys",
     "metric_name",
+    "noise_note",
+    "noise_table",
+    "plot_confusions",
     "plot_ladder",
     "plot_per_language",
     "plot_size_vs_quality",
+    "primary_headline",
     "primary_metric",
     "read_report_metrics",
     "render_html",
@@ -104,6 +126,7 @@ __all__ = [
     "render_markdown",
     "retention_flag",
     "status_headline",
+    "top_confusions",
     "verdict",
     "write_report",
 ]
@@ -124,6 +147,7 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
         key = primary_metric(metrics)
         paths["per_language_plot"] = plot_per_language(metrics, plots_dir / f"per_language_{key}.png")
         _optional_plot(paths, "size_vs_quality_plot", plot_size_vs_quality, metrics, plots_dir / "size_vs_quality.png")
+        _optional_plot(paths, "confusion_plot", plot_confusions, metrics, plots_dir / CONFUSION_PLOT)
     if has_compression(metrics):
         _optional_plot(paths, "ladder_plot", plot_ladder, metrics, plots_dir / LADDER_PLOT)
     else:

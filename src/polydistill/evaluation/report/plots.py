@@ -1,4 +1,5 @@
-"""The report's two plots: the primary metric per language, and size and speed against quality."""
+"""The report's plots: the primary metric per language, size and speed against quality, and the
+student's confusions per language."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from polydistill.evaluation.report.summary import (
     language_name,
     language_rows,
     metric_name,
+    primary_headline,
     primary_metric,
     retention_flag,
 )
@@ -50,6 +52,8 @@ def plot_per_language(metrics: Mapping[str, Any], path: Path) -> Path:
             axes.barh(position + student_offset, row.student, height=bar, color=_COLOURS[row.flag])
             show_retention = with_teacher and row.retention is not None
             note = format_percent(row.retention) if show_retention else format_metric(row.student)
+            if not row.comparable:  # its ratio would mislead beside the others
+                note = "not comparable"
             axes.text(
                 max(row.student, row.teacher or 0) + top_value * 0.01,
                 position,
@@ -73,14 +77,17 @@ def plot_per_language(metrics: Mapping[str, Any], path: Path) -> Path:
             Patch(color=_COLOURS["bad"], label=f"student, < {RETENTION_WARN:.0%}"),
             Line2D([], [], color="#212121", linewidth=1.6, label=f"{RETENTION_OK:.0%} of teacher"),
         ]
-        figure.legend(handles=handles, loc="outside lower center", ncols=5, fontsize=8, frameon=False)
+        if any(not row.comparable for row in rows):
+            handles.append(Patch(color=_COLOURS["none"], label="student, not comparable"))
+        figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize=8, frameon=False)
     else:
         axes.set_title(f"student {metric_name(key)} per language, lowest at the top", fontsize=11, loc="left")
     return _save(figure, path)
 
 
 def plot_size_vs_quality(metrics: Mapping[str, Any], path: Path) -> Path | None:
-    """Teacher and student as points: parameters (and latency) against the primary metric.
+    """Teacher and student as points: parameters (and latency) against the primary metric,
+    pooled over all test examples.
 
     Returns None (no plot) unless both have efficiency numbers and a score.
     """
@@ -88,11 +95,11 @@ def plot_size_vs_quality(metrics: Mapping[str, Any], path: Path) -> Path | None:
     from matplotlib.ticker import NullFormatter
 
     key = primary_metric(metrics)
-    means = (metrics.get("overall") or {}).get("language_mean") or {}
+    overall = metrics.get("overall") or {}  # pooled over all test examples: every language counts, none dominates
     points = []
     for role in ("teacher", "student"):
         efficiency = metrics.get(role) or {}
-        quality = (means.get(role) or {}).get(key)
+        quality = (overall.get(role) or {}).get(key)
         if efficiency.get("parameters") and quality is not None:
             points.append((role, efficiency, quality))
     if len(points) < 2:  # one point compares nothing
@@ -126,7 +133,7 @@ def plot_size_vs_quality(metrics: Mapping[str, Any], path: Path) -> Path | None:
         bottom = min(ys)
         axes.set_ylim(max(0.0, bottom - 0.15), min(1.05, max(ys) + 0.12) if max(ys) <= 1 else max(ys) * 1.12)
         axes.set_xlabel(label)
-        axes.set_ylabel(f"{metric_name(key)}, mean over languages")
+        axes.set_ylabel(f"{metric_name(key)}, all test examples")
         axes.grid(alpha=0.3)
         axes.spines[["top", "right"]].set_visible(False)
     figure.suptitle("size and speed against quality", fontsize=11, x=0.02, ha="left")
@@ -134,15 +141,86 @@ def plot_size_vs_quality(metrics: Mapping[str, Any], path: Path) -> Path | None:
 
 
 def _overall_flag(metrics: Mapping[str, Any]) -> str:
-    ratio = ((metrics.get("overall") or {}).get("mean_language_retention") or {}).get(primary_metric(metrics))
-    return retention_flag(ratio)
+    """The flag of the worst comparable language's retention: the verdict's status."""
+    worst = (primary_headline(metrics).get("worst") or {}).get("retention")
+    return retention_flag(worst["value"] if worst else None)
+
+
+MAX_CONFUSION_PANELS = 16
+"""At most this many languages (the worst) get a panel in the confusion plot."""
+
+
+def plot_confusions(metrics: Mapping[str, Any], path: Path) -> Path | None:
+    """Small multiples: the student's row-normalised confusion matrix per language, worst first.
+
+    Row = gold class, column = predicted class, each row summing to 1 (the share of that gold
+    class predicted as each class), so languages of different sizes read alike. Returns None
+    (no plot) when the file has no confusion counts.
+    """
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    panels = []
+    for row in language_rows(metrics):
+        confusion = metrics["languages"][row.code].get("confusion") or {}
+        if confusion.get("student"):
+            panels.append((row, np.asarray(confusion["student"], dtype=float), list(confusion.get("labels") or [])))
+    if not panels:
+        return None
+    panels = panels[:MAX_CONFUSION_PANELS]
+    classes = max(matrix.shape[0] for _, matrix, _ in panels)
+    columns = min(4, len(panels))
+    lines = -(-len(panels) // columns)
+    side = 1.4 + 0.32 * classes
+    figure = Figure(figsize=(side * columns + 0.8, side * lines + 0.9), layout="constrained")
+    key = primary_metric(metrics)
+    image = None
+    for index, (row, matrix, labels) in enumerate(panels):
+        axes = figure.add_subplot(lines, columns, index + 1)
+        totals = matrix.sum(axis=1, keepdims=True)
+        shares = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+        image = axes.imshow(shares, vmin=0.0, vmax=1.0, cmap="Blues")
+        if matrix.shape[0] <= 8:
+            for gold in range(matrix.shape[0]):
+                for predicted in range(matrix.shape[1]):
+                    if totals[gold, 0]:
+                        value = shares[gold, predicted]
+                        colour = "white" if value > 0.6 else "#333333"
+                        axes.text(
+                            predicted,
+                            gold,
+                            f"{value:.2f}".lstrip("0") if value < 1 else "1",
+                            ha="center",
+                            va="center",
+                            fontsize=7,
+                            color=colour,
+                        )
+        names = [_short(str(label)) for label in labels] if len(labels) == matrix.shape[0] else [str(i) for i in range(matrix.shape[0])]
+        axes.set_xticks(range(matrix.shape[1]), names, fontsize=7, rotation=45, ha="right")
+        axes.set_yticks(range(matrix.shape[0]), names if index % columns == 0 else [""] * len(names), fontsize=7)
+        mark = "" if row.comparable else ", not comparable"
+        axes.set_title(f"{row.code} (n={row.n}{mark}) {format_metric(row.student)}", fontsize=8, loc="left")
+    if image is not None:
+        figure.colorbar(image, ax=figure.axes, shrink=0.6, label="share of the gold class")
+    figure.suptitle(
+        f"student confusions per language (rows: gold, columns: predicted), worst {metric_name(key)} retention first",
+        fontsize=10,
+        x=0.02,
+        ha="left",
+    )
+    return _save(figure, path)
+
+
+def _short(label: str, limit: int = 12) -> str:
+    return label if len(label) <= limit else label[: limit - 1] + "…"
 
 
 def _short_label(row: LanguageRow) -> str:
     name = language_name(row.code)
     if len(name) > 22:
         name = name[:21] + "…"
-    return f"{row.code} · {name}  (n={row.n})" if name else f"{row.code}  (n={row.n})"
+    mark = ", not comparable" if not row.comparable else ""
+    return f"{row.code} · {name}  (n={row.n}{mark})" if name else f"{row.code}  (n={row.n}{mark})"
 
 
 def _save(figure: Any, path: Path) -> Path:

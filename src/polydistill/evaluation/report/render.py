@@ -22,13 +22,23 @@ from polydistill.evaluation.report.ladder import (
     ladder_table,
 )
 from polydistill.evaluation.report.summary import (
+    ci_note,
     config_items,
+    confusion_table,
     detail_table,
     efficiency_table,
     language_table,
     measurement_note,
+    noise_note,
+    noise_table,
     status_headline,
     verdict,
+)
+
+_PLOTS = (
+    ("per_language_plot", "per-language", "per-language bars, teacher vs student"),
+    ("size_vs_quality_plot", "size vs quality", "size and speed against quality"),
+    ("confusion_plot", "student confusions per language", "the student's row-normalised confusion matrix per language"),
 )
 
 
@@ -50,11 +60,20 @@ def render_markdown(metrics: Mapping[str, Any], paths: Mapping[str, Path], run: 
     lines = [f"# {_title(metrics)}", "", f"**{status_headline(metrics, status)}.** {sentence}", ""]
     header, rows, _ = language_table(metrics)
     lines += ["## Per language (worst first)", "", *markdown_table(header, rows), ""]
+    note = ci_note(metrics)
+    if note:
+        lines += [note, ""]
     lines += ["## Plots", ""]
-    for plot_key, caption in (("per_language_plot", "per-language"), ("size_vs_quality_plot", "size vs quality")):
+    for plot_key, caption, _ in _PLOTS:
         if plot_key in paths:
             lines.append(f"![{caption}]({paths[plot_key].relative_to(run).as_posix()})")
     lines.append("")
+    confusions = confusion_table(metrics)
+    if confusions is not None:
+        lines += ["## Most frequent confusions", "", *markdown_table(*confusions), ""]
+    noise = noise_table(metrics)
+    if noise is not None:
+        lines += ["## Robustness to noise", "", *markdown_table(*noise), "", noise_note(metrics), ""]
     efficiency = efficiency_table(metrics)
     if efficiency is not None:
         lines += ["## Size and speed", "", *markdown_table(*efficiency), "", measurement_note(metrics), ""]
@@ -128,13 +147,22 @@ def render_html(metrics: Mapping[str, Any], paths: Mapping[str, Path]) -> str:
     flag_columns = {header.index("retention"), header.index("status")} if "retention" in header else set()
     parts.append("<h2>Per language (worst first)</h2>")
     parts.append(_html_table(header, rows, row_classes=flags, flag_columns=flag_columns))
-    for plot_key, alt in (
-        ("per_language_plot", "per-language bars, teacher vs student"),
-        ("size_vs_quality_plot", "size and speed against quality"),
-    ):
+    note = ci_note(metrics)
+    if note:
+        parts.append(f'<p class="note">{esc(note)}</p>')
+    for plot_key, _, alt in _PLOTS:
         if plot_key in paths:
             encoded = base64.b64encode(paths[plot_key].read_bytes()).decode("ascii")
             parts.append(f'<img alt="{esc(alt)}" src="data:image/png;base64,{encoded}">')
+    confusions = confusion_table(metrics)
+    if confusions is not None:
+        parts.append("<h2>Most frequent confusions</h2>")
+        parts.append(_html_table(*confusions))
+    noise = noise_table(metrics)
+    if noise is not None:
+        parts.append("<h2>Robustness to noise</h2>")
+        parts.append(_html_table(*noise))
+        parts.append(f'<p class="note">{esc(noise_note(metrics))}</p>')
     efficiency = efficiency_table(metrics)
     if efficiency is not None:
         parts.append("<h2>Size and speed</h2>")

@@ -7,13 +7,13 @@ The model card reads the same pieces, so report and card never disagree.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from polydistill.evaluation.efficiency import EFFICIENCY_KEYS
-from polydistill.evaluation.metrics import primary_metric_for
+from polydistill.evaluation.metrics import MIN_EXAMPLES, headline_summary, is_comparable, primary_metric_for
 from polydistill.evaluation.metrics_file import UNDETERMINED_LANGUAGE
 from polydistill.sizes import format_bytes
 
@@ -52,7 +52,12 @@ _EFFICIENCY_NAMES = {
 
 @dataclass(frozen=True)
 class LanguageRow:
-    """One language of the per-language table: the primary metric and its retention."""
+    """One language of the per-language table: the primary metric, its retention and marks.
+
+    ``retention`` is against the teacher in the same language, ``retention_vs_teacher_best``
+    against the teacher's best comparable language; ``difference_ci`` is the bootstrap interval
+    of student - teacher. A language that is not ``comparable`` is shown but never flagged.
+    """
 
     code: str
     n: int
@@ -60,10 +65,14 @@ class LanguageRow:
     student: float | None
     retention: float | None
     agreement: float | None
+    comparable: bool = True
+    not_comparable_because: tuple[str, ...] = ()
+    difference_ci: tuple[float, float] | None = None
+    retention_vs_teacher_best: float | None = None
 
     @property
     def flag(self) -> str:
-        return retention_flag(self.retention)
+        return retention_flag(self.retention) if self.comparable else "none"
 
 
 def metric_name(key: str) -> str:
@@ -93,17 +102,52 @@ def has_teacher(metrics: Mapping[str, Any]) -> bool:
 
 
 def language_rows(metrics: Mapping[str, Any]) -> list[LanguageRow]:
-    """Per-language rows, worst first (by retention, or by student score without a teacher)."""
+    """Per-language rows: comparable languages worst first (by retention, or by student score
+    without a teacher), then the languages that are not comparable, by code."""
     key = primary_metric(metrics)
+    versus_best = primary_headline(metrics).get("retention_vs_teacher_best") or {}
     rows = []
     for code, entry in metrics["languages"].items():
         teacher = (entry.get("teacher") or {}).get(key)
         student = (entry.get("student") or {}).get(key)
         ratio = (entry.get("retention") or {}).get(key)
-        rows.append(LanguageRow(str(code), int(entry.get("n", 0)), teacher, student, ratio, (entry.get("student") or {}).get("agreement")))
-    if has_teacher(metrics):
-        return sorted(rows, key=lambda row: (row.retention if row.retention is not None else float("inf"), row.code))
-    return sorted(rows, key=lambda row: (row.student if row.student is not None else float("inf"), row.code))
+        difference = ((entry.get("ci") or {}).get(key) or {}).get("difference")
+        rows.append(
+            LanguageRow(
+                str(code),
+                int(entry.get("n", 0)),
+                teacher,
+                student,
+                ratio,
+                (entry.get("student") or {}).get("agreement"),
+                comparable=is_comparable(entry),
+                not_comparable_because=tuple(entry.get("not_comparable_because") or ()),
+                difference_ci=(float(difference[0]), float(difference[1])) if difference else None,
+                retention_vs_teacher_best=versus_best.get(code),
+            )
+        )
+    order = "retention" if has_teacher(metrics) else "student"
+
+    def sort_key(row: LanguageRow) -> tuple[bool, float, str]:
+        value = getattr(row, order)
+        return (not row.comparable, value if value is not None and row.comparable else float("inf"), row.code)
+
+    return sorted(rows, key=sort_key)
+
+
+def headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """``overall.headline`` of the file, or the same summaries worked out from its languages
+    (files written before it existed count every language as comparable)."""
+    overall = metrics.get("overall") or {}
+    stored = overall.get("headline")
+    if isinstance(stored, Mapping) and "by_metric" in stored:
+        return dict(stored)
+    return headline_summary(metrics["languages"], pooled=overall)
+
+
+def primary_headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The headline block of the primary metric (empty when the file has no such scores)."""
+    return dict((headline(metrics).get("by_metric") or {}).get(primary_metric(metrics)) or {})
 
 
 def metric_keys(metrics: Mapping[str, Any], role: str) -> list[str]:
@@ -200,41 +244,99 @@ def _times(factor: float, better: str, worse: str) -> str:
 
 
 def verdict(metrics: Mapping[str, Any]) -> tuple[str, str]:
-    """(status, sentence): status is "ok", "warn", "bad" or "none"; the sentence is the summary."""
+    """(status, sentence): status is "ok", "warn", "bad" or "none"; the sentence is the summary.
+
+    Only pooled figures, medians and worst languages, over the comparable languages: a mean of
+    per-language ratios is left out, since one language with a tiny teacher score dominates it.
+    Status: "bad"/"warn" when a comparable language keeps less than 90%/95% of the teacher,
+    "warn" too when no language is comparable, "none" without a teacher.
+    """
     key = primary_metric(metrics)
-    rows = language_rows(metrics)
-    overall = metrics.get("overall") or {}
     name = metric_name(key)
-    count = f"{len(rows)} language{'s' if len(rows) != 1 else ''}"
-    parts: list[str] = []
-    if has_teacher(metrics):
-        mean_retention = (overall.get("mean_language_retention") or {}).get(key)
-        parts.append(f"Student keeps {format_percent(mean_retention)} of the teacher's {name} on average over {count}")
+    rows = language_rows(metrics)
+    comparable = [row for row in rows if row.comparable]
+    excluded = [row for row in rows if not row.comparable]
+    block = primary_headline(metrics)
+    overall = metrics.get("overall") or {}
+    with_teacher = has_teacher(metrics)
+    pooled = {role: (overall.get(role) or {}).get(key) for role in ("teacher", "student", "retention")}
+    total = overall.get("n")
+    examples = f"all {total:,} test examples" if isinstance(total, int) else "all test examples"
+    count = f"{len(comparable)} comparable language{'s' if len(comparable) != 1 else ''}"
+    median, worst = block.get("median") or {}, block.get("worst") or {}
+    clauses: list[str] = []
+    if with_teacher:
+        clauses.append(
+            f"Pooled over {examples}, the student's {name} is {format_metric(pooled['student'])} against the teacher's "
+            f"{format_metric(pooled['teacher'])} ({format_percent(pooled['retention'])} retained)"
+        )
+        if len(comparable) == 1:  # a median and a worst of one language say the same thing twice
+            only = worst.get("retention")
+            clauses.append(
+                f"in the one comparable language, {only['language']}, it keeps {format_percent(only['value'])}"
+                if only
+                else "the one comparable language has no retention"
+            )
+        elif comparable:
+            clauses.append(
+                f"over {count} the median retention is {format_percent(median.get('retention'))} and the worst "
+                f"{_named(worst.get('retention'), format_percent)}"
+            )
+            best = block.get("teacher_best")
+            if best:
+                clauses.append(
+                    f"against the teacher's best language, {best['language']} ({format_metric(best['value'])}), the student keeps a median "
+                    f"{format_percent(block.get('median_retention_vs_teacher_best'))}, worst "
+                    f"{_named(block.get('worst_retention_vs_teacher_best'), format_percent)}"
+                )
     else:
-        mean_student = ((overall.get("language_mean") or {}).get("student") or {}).get(key)
-        lowest = rows[0] if rows else None
-        tail = f" (lowest: {lowest.code} {format_metric(lowest.student)})" if lowest and len(rows) > 1 else ""
-        parts.append(f"Student {name} is {format_metric(mean_student)} on average over {count}{tail}; no teacher to compare with")
+        clauses.append(f"Pooled over {examples}, the student's {name} is {format_metric(pooled['student'])}")
+        if comparable:
+            clauses.append(
+                f"over {count} the median is {format_metric(median.get('student'))} and the lowest "
+                f"{_named(worst.get('student'), format_metric)}"
+            )
+        clauses.append("no teacher to compare with")
+    if not comparable:
+        clauses.append(
+            f"no language is comparable (each needs at least {_min_examples(metrics)} test examples and, for a classifier, two classes)"
+        )
+    bad = [row for row in comparable if row.flag == "bad"]
+    warn = [row for row in comparable if row.flag == "warn"]
+    if with_teacher and bad:
+        clauses.append(f"below {RETENTION_WARN:.0%} retention: {_list_rows(bad)}")
+    if with_teacher and warn:
+        clauses.append(f"between {RETENTION_WARN:.0%} and {RETENTION_OK:.0%}: {_list_rows(warn)}")
+    if with_teacher and comparable and not bad and not warn:
+        clauses.append(f"every comparable language keeps at least {RETENTION_OK:.0%}")
+    if excluded:
+        listed = ", ".join(row.code for row in excluded[:8]) + (f" and {len(excluded) - 8} more" if len(excluded) > 8 else "")
+        clauses.append(f"left out as not comparable: {listed}")
+    sentence = "; ".join(clauses) + "."
+    efficiency = _efficiency_sentence(metrics)
+    if efficiency:
+        sentence += " " + efficiency
+    if not with_teacher:
+        return "none", sentence
+    status = "bad" if bad else "warn" if warn or not comparable else "ok"
+    return status, sentence
+
+
+def _efficiency_sentence(metrics: Mapping[str, Any]) -> str:
     teacher_eff, student_eff = metrics.get("teacher") or {}, metrics.get("student") or {}
     _, size_phrase = efficiency_ratio("parameters", teacher_eff.get("parameters"), student_eff.get("parameters"))
     _, speed_phrase = efficiency_ratio("latency_ms_p50", teacher_eff.get("latency_ms_p50"), student_eff.get("latency_ms_p50"))
-    if size_phrase:
-        parts.append(f"has {size_phrase} parameters")
-    if speed_phrase:
-        parts.append(f"is {speed_phrase} at batch 1")
-    sentence = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
-    if not has_teacher(metrics):
-        return "none", sentence + "."
-    bad = [row for row in rows if row.flag == "bad"]
-    warn = [row for row in rows if row.flag == "warn"]
-    if bad:
-        sentence += f"; below {RETENTION_WARN:.0%} retention: {_list_rows(bad)}"
-    if warn:
-        sentence += f"; between {RETENTION_WARN:.0%} and {RETENTION_OK:.0%}: {_list_rows(warn)}"
-    if not bad and not warn:
-        sentence += f"; every language keeps at least {RETENTION_OK:.0%}"
-    status = "bad" if bad else "warn" if warn else "ok"
-    return status, sentence + "."
+    phrases = ([f"has {size_phrase} parameters"] if size_phrase else []) + ([f"is {speed_phrase} at batch 1"] if speed_phrase else [])
+    return f"The student {' and '.join(phrases)}." if phrases else ""
+
+
+def _named(item: Mapping[str, Any] | None, formatter: Callable[[Any], str]) -> str:
+    return "–" if not item else f"{item['language']} ({formatter(item['value'])})"
+
+
+def _min_examples(metrics: Mapping[str, Any]) -> int:
+    rule = (metrics.get("meta") or {}).get("comparable") or {}
+    return int(rule.get("min_examples", MIN_EXAMPLES))
 
 
 def _list_rows(rows: Sequence[LanguageRow], limit: int = 8) -> str:
@@ -244,52 +346,222 @@ def _list_rows(rows: Sequence[LanguageRow], limit: int = 8) -> str:
 
 def status_headline(metrics: Mapping[str, Any], status: str) -> str:
     rows = language_rows(metrics)
-    total = len(rows)
+    comparable = [row for row in rows if row.comparable]
+    total = len(comparable)
+    excluded = len(rows) - total
+    tail = f" ({excluded} more not comparable)" if excluded else ""
     if status == "none":
         return "Student only (no teacher given)"
+    if not comparable:
+        return f"No comparable language among {len(rows)}"
     if status == "ok":
-        return f"Good enough in all {total} languages"
-    bad = sum(row.flag == "bad" for row in rows)
-    warn = sum(row.flag == "warn" for row in rows)
+        return ("Good enough in the one comparable language" if total == 1 else f"Good enough in all {total} comparable languages") + tail
+    bad = sum(row.flag == "bad" for row in comparable)
+    warn = sum(row.flag == "warn" for row in comparable)
     if status == "bad":
-        return f"Not good enough in {bad} of {total} languages" + (f", borderline in {warn} more" if warn else "")
-    return f"Borderline in {warn} of {total} languages"
+        return f"Not good enough in {bad} of {total} comparable languages" + (f", borderline in {warn} more" if warn else "") + tail
+    return f"Borderline in {warn} of {total} comparable languages{tail}"
 
 
 # --- tables ------------------------------------------------------------------------------
 
 
 def language_table(metrics: Mapping[str, Any]) -> tuple[list[str], list[list[str]], list[str]]:
-    """(header, rows, flags) of the per-language table of the primary metric."""
+    """(header, rows, flags) of the per-language table of the primary metric.
+
+    With a teacher: the bootstrap interval of student - teacher (when the file has one) and the
+    retention against the teacher's best comparable language (named in the header). Languages
+    that are not comparable say why in the status column and get no flag.
+    """
     key = primary_metric(metrics)
     with_teacher = has_teacher(metrics)
     name = metric_name(key)
     rows = language_rows(metrics)
     with_agreement = any(row.agreement is not None for row in rows)  # classifiers have it, embeddings not
+    with_ci = any(row.difference_ci is not None for row in rows)
+    best = primary_headline(metrics).get("teacher_best")
     header = ["language", "n"]
     if with_teacher:
-        header += [f"teacher {name}", f"student {name}", "retention", *(["agreement"] if with_agreement else []), "status"]
-    else:
-        header += [f"student {name}"]
+        header += [f"teacher {name}", f"student {name}", "retention"]
+        header += [f"student − teacher ({_ci_level(metrics)} CI)"] if with_ci else []
+        header += [f"vs teacher's best ({best['language']})"] if best else []
+        header += [*(["agreement"] if with_agreement else []), "status"]
+    with_status = not with_teacher and any(not row.comparable for row in rows)
+    if not with_teacher:
+        header += [f"student {name}"] + (["status"] if with_status else [])
     body, flags = [], []
     for row in rows:
         cells = [language_label(row.code), str(row.n)]
         if with_teacher:
-            status = {"ok": "ok", "warn": "warn", "bad": "BAD", "none": "–"}[row.flag]
-            if row.n < SMALL_SAMPLE:
-                status += " (few examples)"
-            cells += [
-                format_metric(row.teacher),
-                format_metric(row.student),
-                format_percent(row.retention),
-                *([format_metric(row.agreement)] if with_agreement else []),
-                status,
-            ]
+            cells += [format_metric(row.teacher), format_metric(row.student), format_percent(row.retention)]
+            cells += [format_interval(row.difference_ci)] if with_ci else []
+            cells += [format_percent(row.retention_vs_teacher_best)] if best else []
+            cells += [format_metric(row.agreement)] if with_agreement else []
+            cells.append(_status_cell(row))
         else:
-            cells += [format_metric(row.student)]
+            cells.append(format_metric(row.student))
+            if with_status:
+                cells.append(_status_cell(row) if not row.comparable else "")
         body.append(cells)
         flags.append(row.flag)
     return header, body, flags
+
+
+def _status_cell(row: LanguageRow) -> str:
+    if not row.comparable:
+        return "not comparable: " + "; ".join(row.not_comparable_because or ("marked in metrics.json",))
+    status = {"ok": "ok", "warn": "warn", "bad": "BAD", "none": "–"}[row.flag]
+    return status + (" (few examples)" if row.n < SMALL_SAMPLE else "")
+
+
+def format_interval(interval: Sequence[float] | None) -> str:
+    """An interval as "[-0.012, +0.090]", with " *" when it excludes 0 (bounds signed)."""
+    if not interval:
+        return "–"
+    low, high = float(interval[0]), float(interval[1])
+    excludes_zero = " *" if low > 0 or high < 0 else ""
+    return f"[{low:+.3f}, {high:+.3f}]{excludes_zero}"
+
+
+def _ci_level(metrics: Mapping[str, Any]) -> str:
+    level = ((metrics.get("meta") or {}).get("bootstrap") or {}).get("level")
+    return f"{float(level):.0%}" if isinstance(level, (int, float)) else "95%"
+
+
+def ci_note(metrics: Mapping[str, Any]) -> str:
+    """How the intervals and the comparable marks were made, from ``meta`` ("" when neither is there)."""
+    meta = metrics.get("meta") or {}
+    parts = []
+    rule = meta.get("comparable") or {}
+    if rule:
+        parts.append(
+            f"Languages with fewer than {rule.get('min_examples')} test examples or (classification) fewer than "
+            f"{rule.get('min_classes')} gold classes are not comparable: they are shown, never flagged, and left out of "
+            "the medians, the worst language, the teacher's best language and the verdict."
+        )
+    boot = meta.get("bootstrap") or {}
+    if boot and any(row.difference_ci for row in language_rows(metrics)):
+        parts.append(
+            f"Intervals: {boot.get('method')}; {boot.get('resamples')} resamples, {_ci_level(metrics)}, seed {boot.get('seed')}. "
+            "A * marks an interval of the difference that excludes 0."
+        )
+    return " ".join(parts)
+
+
+def confusion_table(metrics: Mapping[str, Any], top: int = 3) -> tuple[list[str], list[list[str]]] | None:
+    """(header, rows): per language, the ``top`` most frequent confusions (gold → predicted,
+    count) of the student and the teacher; None when the file has no confusion counts."""
+    rows = []
+    with_teacher = False
+    for row in language_rows(metrics):
+        confusion = metrics["languages"][row.code].get("confusion")
+        if not confusion:
+            continue
+        labels = list(confusion.get("labels") or [])
+        with_teacher = with_teacher or confusion.get("teacher") is not None
+        cells = [language_label(row.code) + ("" if row.comparable else " (not comparable)"), str(row.n)]
+        for role in ("student", "teacher"):
+            cells.append(_top_confusions(confusion.get(role), labels, top))
+        rows.append(cells)
+    if not rows:
+        return None
+    header = ["language", "n", "student: gold → predicted (count)", "teacher: gold → predicted (count)"]
+    if not with_teacher:
+        header, rows = header[:3], [cells[:3] for cells in rows]
+    return header, rows
+
+
+def top_confusions(matrix: Sequence[Sequence[int]] | None, labels: Sequence[str], top: int = 3) -> list[tuple[str, str, int]]:
+    """The ``top`` largest off-diagonal counts as (gold, predicted, count), largest first."""
+    if not matrix:
+        return []
+    cells = [
+        (int(count), gold, predicted)
+        for gold, line in enumerate(matrix)
+        for predicted, count in enumerate(line)
+        if gold != predicted and count
+    ]
+    cells.sort(key=lambda cell: (-cell[0], cell[1], cell[2]))
+
+    def label(index: int) -> str:
+        return str(labels[index]) if index < len(labels) else str(index)
+
+    return [(label(gold), label(predicted), count) for count, gold, predicted in cells[:top]]
+
+
+def _top_confusions(matrix: Sequence[Sequence[int]] | None, labels: Sequence[str], top: int) -> str:
+    if matrix is None:
+        return "–"
+    found = top_confusions(matrix, labels, top)
+    return ", ".join(f"{gold} → {predicted} ({count})" for gold, predicted, count in found) or "none"
+
+
+def has_noise(metrics: Mapping[str, Any]) -> bool:
+    return any(entry.get("noise") for entry in metrics["languages"].values())
+
+
+def noise_table(metrics: Mapping[str, Any]) -> tuple[list[str], list[list[str]]] | None:
+    """(header, rows) of "Robustness to noise": clean and noisy scores of teacher and student per
+    language, the drops (clean - noisy) and whether the student loses no more than the teacher.
+    None when the file has no noise scores."""
+    if not has_noise(metrics):
+        return None
+    key = primary_metric(metrics)
+    name = metric_name(key)
+    with_teacher = any((entry.get("noise") or {}).get("teacher") for entry in metrics["languages"].values())
+    header = ["language", "n"]
+    if with_teacher:
+        header += [f"teacher {name}", "teacher noisy", "teacher drop"]
+    header += [f"student {name}", "student noisy", "student drop"]
+    if with_teacher:
+        header += ["student loses no more than teacher"]
+    entries: list[tuple[LanguageRow | None, Mapping[str, Any]]] = [(row, metrics["languages"][row.code]) for row in language_rows(metrics)]
+    entries.append((None, metrics.get("overall") or {}))
+    body = []
+    for row, entry in entries:
+        noise = entry.get("noise")
+        if not noise:
+            continue
+        label = "pooled (all examples)" if row is None else language_label(row.code) + ("" if row.comparable else " (not comparable)")
+        cells = [label, str(entry.get("n", ""))]
+        if with_teacher:
+            cells += [
+                format_metric((entry.get("teacher") or {}).get(key)),
+                format_metric((noise.get("teacher") or {}).get(key)),
+                _format_drop((noise.get("teacher_drop") or {}).get(key)),
+            ]
+        cells += [
+            format_metric((entry.get("student") or {}).get(key)),
+            format_metric((noise.get("student") or {}).get(key)),
+            _format_drop((noise.get("student_drop") or {}).get(key)),
+        ]
+        if with_teacher:
+            cells.append(_no_worse(noise, key))
+        body.append(cells)
+    return header, body
+
+
+def _format_drop(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.3f}"
+
+
+def _no_worse(noise: Mapping[str, Any], key: str) -> str:
+    student = (noise.get("student_drop") or {}).get(key)
+    teacher = (noise.get("teacher_drop") or {}).get(key)
+    if student is None or teacher is None:
+        return "–"
+    return "yes" if student <= teacher + 1e-12 else "no"
+
+
+def noise_note(metrics: Mapping[str, Any]) -> str:
+    """What the noise was, and that the comparison is of point estimates."""
+    settings = (metrics.get("meta") or {}).get("noise") or {}
+    described = str(settings.get("description") or "The test texts were made noisy.")
+    return (
+        f"{described} Both models read the same noisy texts (the teacher a noisy copy of its own column). "
+        "A drop is the clean score minus the noisy one. The comparison uses point estimates without confidence "
+        "intervals: in a language with few examples a small difference between the drops may be chance."
+    )
 
 
 def efficiency_table(metrics: Mapping[str, Any]) -> tuple[list[str], list[list[str]]] | None:
