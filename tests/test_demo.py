@@ -31,7 +31,9 @@ def test_quick_demo_writes_report_and_a_student_that_loads_with_pipeline(tmp_pat
     assert main(["compress", str(out / "student"), "--out", str(compressed), "--quantize-mode", "dynamic", "--accept-drop", "--quick"]) == 0
     stages = [stage["name"] for stage in json.loads((compressed / "metrics.json").read_text())["compression"]["stages"]]
     assert {"teacher", "student", "student-onnx", "student-int8"} <= set(stages)
-    assert min(path.stat().st_size for path in compressed.rglob("*int8*.onnx")) < 12e6
+    int8 = min(path.stat().st_size for path in compressed.rglob("*int8*.onnx"))
+    fp32 = (out / "student" / "model.safetensors").stat().st_size
+    assert int8 < 0.7 * fp32  # int8 weights, the embedding table kept fp32 by the careful recipes
     # the run's config is saved and valid, so `polydistill run OUT/config.yaml` reproduces it
     from polydistill.config import load_config
 
