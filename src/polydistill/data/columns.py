@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["column_values", "dataset_from_columns", "language_column"]
+__all__ = ["column_values", "dataset_from_columns", "dataset_label_names", "language_column"]
 
 
 def dataset_from_columns(columns: dict[str, list], features: datasets.Features) -> datasets.Dataset:
@@ -30,3 +30,10 @@ def column_values(dataset: datasets.Dataset, name: str) -> list:
 def language_column(dataset: Any) -> list[str]:
     """The ``lang`` column as strings, or ``und`` (undetermined) for every row of data without one."""
     return [str(code) for code in dataset["lang"]] if "lang" in dataset.column_names else ["und"] * len(dataset)
+
+
+def dataset_label_names(dataset: Any, label_column: str = "label") -> list[str] | None:
+    """Names of the dataset's ClassLabel column, or None for plain integer labels (or no labels)."""
+    feature = dataset.features.get(label_column)
+    names = getattr(feature, "names", None)
+    return list(names) if names else None

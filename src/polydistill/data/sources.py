@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from polydistill.config_yaml import config_location
 from polydistill.data import catalogs
-from polydistill.data.columns import column_values, dataset_from_columns
+from polydistill.data.columns import column_values, dataset_from_columns, dataset_label_names
 from polydistill.data.languages import UNDETERMINED, normalize_language, normalize_languages
 from polydistill.data.readers import file_columns, read_examples, read_utf8_text
 from polydistill.errors import ConfigError, DataError
@@ -143,7 +143,7 @@ def read_sources(
     read_datasets = []
     for _, source in sources:
         dataset = read(source, label_names)
-        label_names = label_names or getattr(dataset.features.get("label"), "names", None)
+        label_names = label_names or dataset_label_names(dataset)
         read_datasets.append(dataset)
     return pool_sources(read_datasets, [field for field, _ in sources])
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from polydistill.data.columns import dataset_label_names  # noqa: F401  (re-exported: callers found it here)
 from polydistill.errors import DataError
 from polydistill.evaluation.efficiency import (
     EfficiencySettings,
@@ -125,13 +126,6 @@ def label_alignment(dataset_label_names: Sequence[str] | None, model: Any, *, mo
     return np.array([position[name] for name in names])
 
 
-def dataset_label_names(dataset: Any, label_column: str = "label") -> list[str] | None:
-    """Names of the dataset's ClassLabel column, or None for plain integer labels."""
-    feature = dataset.features.get(label_column)
-    names = getattr(feature, "names", None)
-    return list(names) if names else None
-
-
 # --- classification ----------------------------------------------------------------------
 
 
@@ -171,40 +165,27 @@ def evaluate_classification(
     languages = _language_codes(dataset, lang_column)
     names = dataset_label_names(dataset, label_column)
 
-    student_map = label_alignment(names, student, model_role="student")
+    def predict(model: Any, model_tokenizer: Any, role: str, inputs: Sequence[str], description: str) -> np.ndarray:
+        """Dataset label ids ``model`` predicts for ``inputs`` (its class ids mapped by name)."""
+        mapping = label_alignment(names, model, model_role=role)
+        logits = predict_logits(model, model_tokenizer, inputs, batch_size=batch_size, max_length=max_length, description=description)
+        return mapping[logits.argmax(-1)]
 
-    def predict_student(inputs: Sequence[str], description: str) -> np.ndarray:
-        logits = predict_logits(student, tokenizer, inputs, batch_size=batch_size, max_length=max_length, description=description)
-        return student_map[logits.argmax(-1)]
-
-    student_pred = predict_student(texts, "student")
+    student_pred = predict(student, tokenizer, "student", texts, "student")
     teacher_pred = noisy_teacher_pred = noisy_student_pred = None
     teacher_texts = texts
     if teacher is not None:
-        teacher_map = label_alignment(names, teacher, model_role="teacher")
         if teacher_text_column is not None and teacher_text_column not in dataset.column_names:
             raise DataError(f"the evaluation data has no teacher text column '{teacher_text_column}'")
         teacher_texts = [str(text) for text in dataset[teacher_text_column]] if teacher_text_column else texts
-
-        def predict_teacher(inputs: Sequence[str], description: str) -> np.ndarray:
-            logits = predict_logits(
-                teacher,
-                teacher_tokenizer or tokenizer,
-                inputs,
-                batch_size=batch_size,
-                max_length=max_length,
-                description=description,
-            )
-            return teacher_map[logits.argmax(-1)]
-
-        teacher_pred = predict_teacher(teacher_texts, "teacher")
+        teacher_pred = predict(teacher, teacher_tokenizer or tokenizer, "teacher", teacher_texts, "teacher")
     if noise is not None:
         noisy_texts = add_noise(texts, noise, languages=languages)
-        noisy_student_pred = predict_student(noisy_texts, "student, noisy texts")
+        noisy_student_pred = predict(student, tokenizer, "student", noisy_texts, "student, noisy texts")
         if teacher is not None:
             # the teacher's own column is not in the row's language (an English source, say): cased language-neutrally
             noisy_teacher_texts = noisy_texts if teacher_texts is texts else add_noise(teacher_texts, noise)
-            noisy_teacher_pred = predict_teacher(noisy_teacher_texts, "teacher, noisy texts")
+            noisy_teacher_pred = predict(teacher, teacher_tokenizer or tokenizer, "teacher", noisy_teacher_texts, "teacher, noisy texts")
     return classification_report_by_language(
         gold,
         student_pred,
@@ -255,14 +236,14 @@ def classification_report_by_language(
     num_classes = max(len(label_names or ()), max(int(array.max()) for array in arrays) + 1 if gold.size else 0)
     class_labels = list(label_names) if label_names is not None else [str(index) for index in range(num_classes)]
 
-    def entry_for(rows: np.ndarray | slice) -> dict[str, Any]:
-        def pick(array: np.ndarray | None) -> np.ndarray | None:
-            return None if array is None else array[rows]
+    def pick(array: np.ndarray | None, rows: np.ndarray | slice) -> np.ndarray | None:
+        return None if array is None else array[rows]
 
-        entry = _quality_entry(gold[rows], student_pred[rows], pick(teacher_array))
-        entry["confusion"] = _confusion_entry(gold[rows], student_pred[rows], pick(teacher_array), num_classes, class_labels)
+    def entry_for(rows: np.ndarray | slice) -> dict[str, Any]:
+        entry = _quality_entry(gold[rows], student_pred[rows], pick(teacher_array, rows))
+        entry["confusion"] = _confusion_entry(gold[rows], student_pred[rows], pick(teacher_array, rows), num_classes, class_labels)
         if noisy_student is not None:
-            entry["noise"] = _noise_entry(entry, gold[rows], noisy_student[rows], pick(noisy_teacher))
+            entry["noise"] = _noise_entry(entry, gold[rows], noisy_student[rows], pick(noisy_teacher, rows))
         return entry
 
     per_language: dict[str, Any] = {}
@@ -276,7 +257,7 @@ def classification_report_by_language(
             metric: bootstrap_interval(
                 gold[rows],
                 student_pred[rows],
-                None if teacher_array is None else teacher_array[rows],
+                pick(teacher_array, rows),
                 metric,
                 resamples=BOOTSTRAP_RESAMPLES,
                 level=BOOTSTRAP_LEVEL,

@@ -24,7 +24,7 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from polydistill.console import console
-from polydistill.data.columns import column_values
+from polydistill.data.columns import column_values, language_column
 from polydistill.data.sampling import LanguageBalancedSampler
 from polydistill.models.pooling import last_hidden_state, mean_pool, needs_hidden_states_to_pool
 from polydistill.objectives import ObjectiveSet, Outputs
@@ -149,7 +149,7 @@ class DistillationTrainer(Trainer):
         if not by_source and (self.language_alpha is None or "lang" not in dataset.column_names):
             return super()._get_train_sampler(train_dataset)
         sampler = LanguageBalancedSampler(
-            column_values(dataset, "lang") if "lang" in dataset.column_names else ["und"] * len(dataset),
+            language_column(dataset),
             1.0 if self.language_alpha is None else self.language_alpha,  # 1: rows of a source drawn uniformly
             seed=self.args.seed,
             sources=column_values(dataset, "source") if by_source else None,
