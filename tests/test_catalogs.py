@@ -27,7 +27,7 @@ from polydistill.data.catalogs import (
     strip_placeholders,
 )
 from polydistill.data.languages import is_known_language, language_name, normalize_language, normalize_languages
-from polydistill.data.sources import load_source
+from polydistill.data.sources import BUILTIN_SOURCES, PAIR_CATALOGS, load_source
 from polydistill.errors import ConfigError, DataError
 
 pytest.importorskip("django")
@@ -347,6 +347,151 @@ def test_split_by_source_checks_its_arguments() -> None:
         split_by_source(small_table(), seed=0, sizes=(0.5, 0.5, 0.5))
     with pytest.raises(DataError, match="no 'source_id' column"):
         split_by_source(datasets.Dataset.from_dict({"text": ["a"]}), seed=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# More origins: django-allauth, django CMS and the JupyterLab language packs (the offline extra).
+
+JUPYTERLAB_LOCALES = ("ar_SA", "de_DE", "es_ES", "fr_FR", "ja_JP", "ko_KR", "pt_BR", "ru_RU", "uk_UA", "zh_CN")
+needs_more_catalogs = pytest.mark.skipif(
+    any(
+        importlib.util.find_spec(name) is None
+        for name in ("allauth", "cms", *(f"jupyterlab_language_pack_{x}" for x in JUPYTERLAB_LOCALES))
+    ),
+    reason="needs django-allauth, django-cms and the JupyterLab language packs of the offline extra",
+)
+
+
+def package_dir(name: str) -> Path:
+    return Path(next(iter(importlib.util.find_spec(name).submodule_search_locations)))
+
+
+@pytest.fixture(scope="module")
+def extra_pairs() -> datasets.Dataset:
+    return catalog_pairs("extra")
+
+
+@needs_more_catalogs
+@pytest.mark.parametrize(
+    ("origin", "lang", "english", "translation"),
+    [
+        # read by hand in allauth/locale/{de,ja}/LC_MESSAGES/django.po
+        ("allauth", "de", "Sign Out", "Abmelden"),
+        ("allauth", "ja", "Email Addresses", "メールアドレス"),
+        # "Your email has been changed from %(from_email)s to %(to_email)s." and its German
+        ("allauth", "de", "Your email has been changed from to.", "Ihre E-Mail wurde von auf geändert."),
+        # cms/locale/{hi,ru,de}/LC_MESSAGES/django.po
+        ("cms", "hi", "Page settings", "पृष्ठ सेटिंग्स"),
+        ("cms", "ru", "Advanced settings", "Расширенные настройки"),
+        ("cms", "de", "Page settings", "Seiten-Einstellungen"),
+        # the packs' Jed JSON (jupyterlab.json), another format of the same messages
+        ("jupyterlab", "de", "Run All Cells", "Alle Zellen ausführen"),
+        ("jupyterlab", "ja", "Shut Down Kernel", "カーネルをシャットダウン"),
+        ("jupyterlab", "pt-BR", "Shut Down Kernel", "Desligar o kernel"),
+        ("jupyterlab", "zh-Hans", "Run All Cells", "运行所有单元格"),
+        ("jupyterlab", "de", "Connected", "Verbunden"),  # "\nConnected: %1" -> "\nVerbunden: %1"
+    ],
+)
+def test_more_origins_read_real_pairs(origin: str, lang: str, english: str, translation: str) -> None:
+    pairs = catalog_pairs(origin, languages=[lang])
+    assert (english, translation) in set(zip(col(pairs, "text"), col(pairs, "translation"), strict=True))
+    assert set(col(pairs, "origin")) == {origin} == set(col(pairs, "component"))
+
+
+@needs_more_catalogs
+def test_jupyterlab_locales_take_djangos_tags() -> None:
+    pairs = catalog_pairs("jupyterlab")
+    # one pack per locale; the region goes unless Django keeps it too (pt_BR), zh_CN is zh-Hans
+    assert set(col(pairs, "lang")) == {"ar", "de", "es", "fr", "ja", "ko", "pt-BR", "ru", "uk", "zh-Hans"}
+
+
+@needs_more_catalogs
+def test_jupyterlab_pairs_match_the_packs_json() -> None:
+    """Plain messages of the German pack's JSON (no placeholder, markup or context) are all read."""
+    pairs = catalog_pairs("jupyterlab", languages=["de"])
+    found = set(zip(col(pairs, "text"), col(pairs, "translation"), strict=True))
+    expected = set()
+    for path in (package_dir("jupyterlab_language_pack_de_DE") / "locale" / "de_DE" / "LC_MESSAGES").glob("*.json"):
+        for english, forms in json.loads(path.read_text(encoding="utf-8")).items():
+            plain = re.compile(r"^[A-Za-z][A-Za-z ]*[a-z]$")
+            if (
+                isinstance(forms, list)
+                and len(forms) == 1
+                and forms[0]
+                and plain.match(english)
+                and plain.match(forms[0].replace("ä", "a"))
+            ):
+                expected.add((english, forms[0]))
+    assert len(expected) > 200
+    assert expected <= found
+
+
+@needs_more_catalogs
+@pytest.mark.parametrize(("origin", "language_dir", "lang"), [("allauth", "de", "de"), ("cms", "hi", "hi"), ("cms", "pt_BR", "pt-BR")])
+def test_more_origins_pair_counts_against_the_catalogs(origin: str, language_dir: str, lang: str) -> None:
+    raw = 0
+    for path in package_dir(origin).glob(f"**/locale/{language_dir}/LC_MESSAGES/*.po"):
+        raw += sum(1 for entry in polib.pofile(str(path)) if not entry.obsolete and "fuzzy" not in entry.flags and entry.translated())
+    pairs = Counter(col(catalog_pairs(origin, languages=[lang]), "lang"))[lang]
+    assert 0.8 * raw <= pairs <= raw
+
+
+@needs_more_catalogs
+def test_extra_pairs_are_clean_and_from_the_three_origins(extra_pairs: datasets.Dataset) -> None:
+    positional = re.compile(r"%\d")  # JupyterLab's %1
+    leftovers = []
+    for en, text, lang in zip(col(extra_pairs, "text"), col(extra_pairs, "translation"), col(extra_pairs, "lang"), strict=True):
+        assert not LEFTOVER_PLACEHOLDER.search(en) and not positional.search(en), en
+        if LEFTOVER_PLACEHOLDER.search(text) or positional.search(text):
+            leftovers.append((lang, en))
+    # the one exception: cms/locale/es/LC_MESSAGES/django.po translates "... to § this page?" with
+    # "desea %%s", a literal "%s" (the cleaning keeps "%%" as "%"), a translator's slip
+    assert leftovers == [("es", "Are you sure you want to § this page?")]
+    languages = set(col(extra_pairs, "lang"))
+    assert all(BCP47.match(lang) and normalize_language(lang) == lang for lang in languages)
+    assert set(col(extra_pairs, "origin")) == {"allauth", "cms", "jupyterlab"}
+    keys = list(zip(col(extra_pairs, "lang"), col(extra_pairs, "text"), col(extra_pairs, "translation"), strict=True))
+    assert len(keys) == len(set(keys))
+    # the demo's languages but Swahili, and Hindi from django CMS alone
+    counts = Counter(col(extra_pairs, "lang"))
+    assert all(counts[lang] >= 1000 for lang in ("de", "fr", "es", "pt-BR", "ru", "uk", "ar", "ja", "zh-Hans", "ko"))
+    assert counts["hi"] >= 400 and counts["sw"] == 0
+
+
+@needs_more_catalogs
+@pytest.mark.parametrize(("origin", "min_sources"), [("allauth", 300), ("cms", 400), ("jupyterlab", 2500)])
+def test_more_origins_are_mostly_other_strings_than_djangos(django_pairs: datasets.Dataset, origin: str, min_sources: int) -> None:
+    sources = set(col(catalog_pairs(origin), "source_id"))
+    assert len(sources) >= min_sources
+    # measured: 7.6% (allauth), 12.1% (cms), 1.8% (jupyterlab) of their English messages are Django's
+    assert len(sources & set(col(django_pairs, "source_id"))) / len(sources) < 0.15
+
+
+@needs_more_catalogs
+def test_extra_splits_keep_every_english_source_in_one_split(extra_pairs: datasets.Dataset) -> None:
+    splits = catalog_pairs_splits("extra", seed=3)
+    english = {name: {en.casefold() for en in col(split, "text")} for name, split in splits.items()}
+    sources = {name: set(col(split, "source_id")) for name, split in splits.items()}
+    texts = {name: set(zip(col(split, "lang"), col(split, "translation"), strict=True)) for name, split in splits.items()}
+    for first, second in [("train", "dev"), ("train", "test"), ("dev", "test")]:
+        assert not sources[first] & sources[second]
+        assert not english[first] & english[second]
+        assert not texts[first] & texts[second]
+    assert sum(len(split) for split in splits.values()) == len(extra_pairs)
+
+
+@needs_more_catalogs
+def test_more_origins_are_built_in_sources_and_all_stays_django_and_sphinx(all_pairs: datasets.Dataset) -> None:
+    for name in ("allauth", "cms", "jupyterlab", "extra"):
+        assert f"catalogs:{name}" in BUILTIN_SOURCES and f"catalogs:{name}" in PAIR_CATALOGS
+    assert isinstance(load_source("catalogs:jupyterlab", languages=["de"], split=True), datasets.DatasetDict)
+    assert set(col(all_pairs, "origin")) == {"django", "sphinx"}
+
+
+def test_a_missing_catalog_package_says_what_to_install(monkeypatch) -> None:
+    monkeypatch.setitem(catalogs._SINGLE_ORIGINS, "allauth", catalogs._Origin((("no_such_package_x", "no-such-package-x"),), "*.po"))
+    with pytest.raises(DataError, match=r"'no_such_package_x' package \(from 'no-such-package-x'\).*polydistill\[offline\]"):
+        catalogs._catalog_files("allauth")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -114,11 +114,15 @@ def test_gold_labels_from_one_source_suffice(tmp_path) -> None:
         config_with(tmp_path, [unlabelled, unlabelled], objectives={"labels": {}})
 
 
-def test_several_eval_sources_are_one_test_set(tmp_path, wordpiece_tokenizer) -> None:
-    config = config_with(tmp_path, EN, evaluation=[EN, EN | {"path": "en.jsonl"}])
+def test_several_eval_sources_are_separate_test_sets_the_first_primary(tmp_path, wordpiece_tokenizer) -> None:
+    config = config_with(tmp_path, EN, evaluation=[EN, EN | {"name": "again"}])
     teacher_config = type("Config", (), {"id2label": {0: "animal", 1: "vehicle"}, "num_labels": 2})()
-    evaluation = get_task("classification").read_data(config, tokenizer=wordpiece_tokenizer, teacher_config=teacher_config).evaluation
-    assert evaluation["label"] == [0, 1, 0, 1]
+    data = get_task("classification").read_data(config, tokenizer=wordpiece_tokenizer, teacher_config=teacher_config)
+    assert data.evaluation["label"] == [0, 1]  # the primary set alone, not the two pooled
+    assert [(s.name, s.field, s.source, s.dataset["label"]) for s in data.evaluation_sets] == [
+        ("en", "data.eval.0", "en.jsonl", [0, 1]),
+        ("again", "data.eval.1", "en.jsonl", [0, 1]),
+    ]
 
 
 def test_the_sampler_draws_each_source_by_its_share() -> None:
@@ -168,3 +172,9 @@ def test_the_saved_config_names_every_source_absolutely_and_validates_again(tmp_
     assert saved["data"]["eval"][0]["path"] == str(tmp_path / "en.jsonl")
     again = validate_config(saved, source_file=tmp_path / "elsewhere" / "config.yaml")
     assert again.data.source_shares == [0.5, 0.5]
+
+
+def test_a_source_left_empty_by_its_language_filter_is_named(tmp_path, wordpiece_tokenizer) -> None:
+    config = config_with(tmp_path, [EN, {**TRANSLATED, "languages": ["ja"]}])
+    with pytest.raises(DataError, match=r"^data\.train\.1 'translations\.jsonl': no rows in ja; expected at least one example"):
+        read_train(config, wordpiece_tokenizer)

@@ -192,31 +192,47 @@ def test_catalog_split_must_exist(tmp_path) -> None:
         read_labelled(config.data.train, config, tokenizer=None, label_names=None)
 
 
+def test_a_catalog_without_a_split_is_every_pair(tmp_path) -> None:
+    pytest.importorskip("sphinx")
+    from polydistill.data.catalogs import catalog_pairs
+
+    config = config_for(tmp_path, {"path": "catalogs:sphinx", "languages": ["de", "ja"]}, task="embeddings")
+    pairs = read_pairs(config.data.train, config, tokenizer=None)
+    expected = catalog_pairs("sphinx", languages=["de", "ja"])
+    assert sorted(zip(col(pairs, "text"), col(pairs, "translation"), col(pairs, "lang"), strict=True)) == sorted(
+        zip(col(expected, "text"), col(expected, "translation"), col(expected, "lang"), strict=True)
+    )
+
+
 def test_unknown_catalog_names_list_the_built_in_sources(tmp_path) -> None:
     config = config_for(tmp_path, {"path": "catalogs:nothing", "split": "train"})
     where = f"{tmp_path / 'run.yaml'}: data.train 'catalogs:nothing'"
     with pytest.raises(ConfigError) as error:
         read_labelled(config.data.train, config, tokenizer=None, label_names=None)
     assert str(error.value) == (
-        f"{where}: unknown built-in source; expected catalogs:django-components, catalogs:django, catalogs:sphinx or catalogs:all"
+        f"{where}: unknown built-in source; expected catalogs:django-components, catalogs:django, catalogs:sphinx, catalogs:all, "
+        "catalogs:allauth, catalogs:cms, catalogs:jupyterlab or catalogs:extra"
     )
     config = config_for(tmp_path, {"path": "catalogs:django-components", "split": "train"}, task="embeddings")
     with pytest.raises(ConfigError) as error:
         read_pairs(config.data.train, config, tokenizer=None)
     assert str(error.value) == (
         f"{tmp_path / 'run.yaml'}: data.train 'catalogs:django-components': "
-        "the embeddings task reads translation pairs: catalogs:django, catalogs:sphinx or catalogs:all"
+        "the embeddings task reads translation pairs: catalogs:django, catalogs:sphinx, catalogs:all, catalogs:allauth, "
+        "catalogs:cms, catalogs:jupyterlab or catalogs:extra"
     )
     with pytest.raises(DataError) as error:
         load_source("catalogs:nothing")
     assert str(error.value) == (
         "unknown built-in source 'catalogs:nothing'; expected one of "
-        "catalogs:django, catalogs:sphinx, catalogs:all, catalogs:django-components"
+        "catalogs:django, catalogs:sphinx, catalogs:all, catalogs:allauth, catalogs:cms, catalogs:jupyterlab, catalogs:extra, "
+        "catalogs:django-components"
     )
     with pytest.raises(DataError) as error:
         corpus_texts_by_language(["catalogs:django-components"], ["de"])
     assert str(error.value) == (
-        "unknown corpus 'catalogs:django-components'; expected catalogs:django, catalogs:sphinx, catalogs:all or a file"
+        "unknown corpus 'catalogs:django-components'; expected catalogs:django, catalogs:sphinx, catalogs:all, "
+        "catalogs:allauth, catalogs:cms, catalogs:jupyterlab, catalogs:extra or a file"
     )
 
 
@@ -248,17 +264,6 @@ def test_pairs_from_a_file_and_from_the_catalogs_have_one_layout(tmp_path, wordp
         pairs += zip(col(from_catalogs, "text"), col(from_catalogs, "translation"), strict=True)
     # entries of django/contrib/admin/locale/de/LC_MESSAGES/django.po: the English source is the text
     assert {("Delete", "Löschen"), ("Log out", "Abmelden")} <= set(pairs)
-
-
-def test_pairs_from_a_file_need_the_translation_column(tmp_path, wordpiece_tokenizer) -> None:
-    write_jsonl(tmp_path / "pairs.jsonl", ROWS)
-    config = config_for(tmp_path, {"path": "pairs.jsonl", "text_column": "english"}, task="embeddings")
-    with pytest.raises(ConfigError) as error:
-        read_pairs(config.data.train, config, tokenizer=wordpiece_tokenizer)
-    assert str(error.value) == (
-        f"{tmp_path / 'run.yaml'}: data.train 'pairs.jsonl': "
-        "translation_column: the embeddings task needs the column holding the translation"
-    )
 
 
 # ---------------------------------------------------------------------------------------------

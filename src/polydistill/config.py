@@ -26,8 +26,10 @@ from pydantic import (
 )
 
 from polydistill.config_yaml import config_location, parse_config_yaml, read_config_text, source_location
-from polydistill.data.sources import DEFAULT_CORPUS, is_builtin
+from polydistill.data.languages import normalize_language
+from polydistill.data.sources import CATALOGS_PREFIX, DEFAULT_CORPUS, is_builtin
 from polydistill.errors import ConfigError
+from polydistill.models.general_vocabulary import DEFAULT_GENERAL, DEFAULT_TOKENS_PER_LANGUAGE
 from polydistill.objectives.registry import ObjectiveConfig, registered
 from polydistill.tasks import get_task, task_names
 from polydistill.training.arguments import check_training_sections
@@ -76,17 +78,49 @@ class TeacherConfig(Section):
 
 
 class TrimVocabularyConfig(Section):
-    """Keep only the tokens that the served languages use (see ``polydistill trim``)."""
+    """Keep only the tokens that the served languages use (see ``polydistill trim``).
+
+    The tokens are chosen for each language in general (``general``: word-frequency lists and
+    the tokenizer's piece scores) and for the user's ``corpus`` on top, so text outside the
+    corpus does not fall apart into characters; ``max_vocab`` is the budget.
+    """
 
     languages: list[str] = Field(min_length=1)
     corpus: list[str] = Field(default_factory=lambda: list(DEFAULT_CORPUS))
-    min_count: int = Field(default=1, ge=1)
-    max_vocab: int | None = Field(default=None, ge=1)
+    general: list[Literal["wordfreq", "piece_scores"]] = Field(
+        default_factory=lambda: list(DEFAULT_GENERAL),
+        description="general-text sources of each language's token frequencies: wordfreq's word lists, the tokenizer's "
+        "piece scores (SentencePiece log-probabilities); [] chooses from the corpus alone",
+    )
+    min_count: int = Field(default=1, ge=1, description="corpus tokens seen fewer times are left out")
+    max_vocab: int | float | None = Field(
+        default=None,
+        gt=0,
+        description="the budget: exactly this many tokens (an integer), or this share of the original vocabulary (0.25); "
+        "default: every corpus token plus each language's tokens_per_language most likely tokens",
+    )
+    tokens_per_language: int = Field(
+        default=DEFAULT_TOKENS_PER_LANGUAGE, ge=1, description="without max_vocab: each language's most likely tokens kept"
+    )
     keep_characters: Literal["scripts", "corpus", "all", "none"] = Field(
         default="scripts",
         description="single-character pieces kept so unseen text re-segments instead of becoming <unk>: "
         "those of every script the corpus uses, only those seen in the corpus, all, or none",
     )
+    heldout: list[str] = Field(
+        default_factory=list,
+        description="text not used for the choice (a catalog or file, as in corpus): the trim report says per language "
+        "how much of it the kept tokens tokenise unchanged",
+    )
+
+    @field_validator("max_vocab")
+    @classmethod
+    def _rows_or_share(cls, value: int | float | None) -> int | float | None:
+        if isinstance(value, float) and value >= 1:
+            if value.is_integer():
+                return int(value)
+            raise ValueError(f"a share of the vocabulary is below 1 (0.25), a number of tokens a whole number; got {value}")
+        return value
 
 
 class StudentConfig(Section):
@@ -146,12 +180,29 @@ class StudentConfig(Section):
 
 
 class DataSourceConfig(Section):
-    """A data file (JSONL, CSV/TSV, Parquet, a saved ``datasets`` directory) or a built-in source."""
+    """A data file (JSONL, CSV/TSV, Parquet, a saved ``datasets`` directory, plain text) or a built-in source.
 
-    path: str
+    A plain text file (``.txt``, one text a line) is unlabelled monolingual text, which the teacher
+    labels: what compressing a multilingual teacher needs, no translation or gold label, only text
+    in the languages served. ``language`` tags it (or any file without a language column).
+    """
+
+    path: str = Field(
+        description="a data file (.jsonl, .csv, .tsv, .parquet, or .txt: one text a line, unlabelled), "
+        "a saved datasets directory, or a built-in catalogs:<name>"
+    )
     text_column: str = "text"
-    label_column: str | None = "label"
+    label_column: str | None = Field(
+        default="label",
+        description="column of gold labels; read when the file has it (a .txt file never has): rows without "
+        "are distilled from the teacher only",
+    )
     lang_column: str | None = None
+    language: str | None = Field(
+        default=None,
+        description="the language of every row of a file without a lang_column (e.g. de for texts.de.txt), "
+        "a BCP 47 tag; default 'und' (undetermined)",
+    )
     teacher_text_column: str | None = Field(
         default=None,
         description="column the teacher reads instead of text (e.g. the English source of a translation)",
@@ -164,8 +215,14 @@ class DataSourceConfig(Section):
     source_language: str | None = Field(
         default=None, description="the language of teacher_text_column's texts (e.g. en), for those rows' lang; default 'und'"
     )
-    translation_column: str | None = Field(default=None, description="embeddings task: the column holding the translation of text")
-    split: str | None = Field(default=None, description="split of a built-in source: train, dev or test")
+    translation_column: str | None = Field(
+        default=None,
+        description="embeddings task: the column holding the translation of text; without it (a .txt file has none) "
+        "the source is monolingual, the student matching the teacher's embedding of the same text (training only)",
+    )
+    split: str | None = Field(
+        default=None, description="split of a built-in source: train, dev or test (default: every row, e.g. a held-out domain)"
+    )
     languages: list[str] | None = None
     overlong: Literal["refuse", "truncate"] = "truncate"
     weight: float | None = Field(
@@ -174,6 +231,38 @@ class DataSourceConfig(Section):
         description="when data.train lists several sources: this source's share of the training examples drawn, "
         "relative to the other sources' weights (default: sources are pooled, each row as likely as any other)",
     )
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        description="what reports call this source (data.eval: its set in metrics.json and the report); "
+        "default: a built-in's name (catalogs:sphinx -> sphinx), a file's stem (data/legal.jsonl -> legal)",
+    )
+
+    @field_validator("language")
+    @classmethod
+    def _language_known(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_language(value)  # its ValueError names the code
+
+    @model_validator(mode="after")
+    def _one_language_source(self) -> DataSourceConfig:
+        if self.language is not None and self.lang_column is not None:
+            raise FieldValueError(
+                "language", f"give language (one for every row) or lang_column (one per row, from '{self.lang_column}'), not both"
+            )
+        if self.language is not None and is_builtin(self.path):
+            raise FieldValueError("language", f"'{self.path}' tags its rows' languages itself; language is for a file")
+        if self.language is not None and self.languages and self.language not in {normalize_language(code) for code in self.languages}:
+            raise FieldValueError("languages", f"the source's language '{self.language}' is not among them: it would give no rows")
+        return self
+
+    @property
+    def report_name(self) -> str:
+        """``name``, or the one derived from ``path`` when it is not given."""
+        if self.name:
+            return self.name
+        if is_builtin(self.path):
+            return self.path.removeprefix(CATALOGS_PREFIX)
+        return Path(self.path).stem or self.path
 
 
 def _one_or_many(value: Any) -> str:
@@ -196,7 +285,12 @@ class DataConfig(Section):
     text in the target languages that only the teacher labels. With ``weight`` on every source,
     each epoch draws that share of its examples from each source, and the language-balanced
     sampler (``balance_alpha``) balances the languages within each source; without weights every
-    row is as likely as any other. Several evaluation sources are evaluated as one test set.
+    row is as likely as any other.
+
+    Several evaluation sources are evaluated and reported separately, each under its ``name``
+    (``eval_sets`` of metrics.json, "Evaluation sets" of the report): an in-domain test set beside
+    held-out domains. The first is the primary test set: the top-level figures, the verdict, noise
+    robustness, efficiency, the compression checks and the model card's table use it alone.
     """
 
     train: DataSources
@@ -220,6 +314,18 @@ class DataConfig(Section):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _eval_names_distinct(self) -> DataConfig:
+        named: dict[str, str] = {}
+        for field, name, _ in self.named_eval_sources:
+            if name in named:
+                raise FieldValueError(
+                    field.removeprefix("data.") + ".name",
+                    f"'{name}' already names {named[name]}; give each evaluation source its own name (reports keep them apart by it)",
+                )
+            named[name] = field
+        return self
+
     @property
     def train_sources(self) -> list[tuple[str, DataSourceConfig]]:
         """The training sources with the config field that names each (``data.train`` or ``data.train.<i>``)."""
@@ -228,6 +334,11 @@ class DataConfig(Section):
     @property
     def eval_sources(self) -> list[tuple[str, DataSourceConfig]]:
         return _numbered("data.eval", self.eval)
+
+    @property
+    def named_eval_sources(self) -> list[tuple[str, str, DataSourceConfig]]:
+        """(config field, report name, source) of every evaluation source; the first is the primary test set."""
+        return [(field, source.report_name, source) for field, source in self.eval_sources]
 
     @property
     def source_shares(self) -> list[float] | None:
@@ -573,9 +684,10 @@ def _check_files_exist(config: RunConfig) -> None:
         sources.append(("teacher.finetune.data", config.teacher.finetune.data))
     paths = [(f"{field}.path", source.path, config.resolve_path(source.path)) for field, source in sources if not is_builtin(source.path)]
     trim = config.student.trim_vocabulary
-    for index, spec in enumerate(trim.corpus if trim else []):
-        if not is_builtin(spec):
-            paths.append((f"student.trim_vocabulary.corpus.{index}", spec, config.corpus_file(spec)[1]))
+    for key in ("corpus", "heldout"):
+        for index, spec in enumerate(getattr(trim, key) if trim else []):
+            if not is_builtin(spec):
+                paths.append((f"student.trim_vocabulary.{key}.{index}", spec, config.corpus_file(spec)[1]))
     for field, written, resolved in paths:
         if not resolved.exists():
             raise ConfigError(f"{config_location(config, field)}: {field}: file '{written}' does not exist (looked for {resolved})")

@@ -37,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats.add_argument(
         "source",
         metavar="SOURCE",
-        help="catalogs:django, catalogs:sphinx, catalogs:all, catalogs:django-components, or a JSONL/CSV/TSV/Parquet file or saved dataset",
+        help="a built-in catalog (catalogs:django, catalogs:sphinx, catalogs:all = both, catalogs:allauth, catalogs:cms, "
+        "catalogs:jupyterlab, catalogs:extra = those three, catalogs:django-components), or a JSONL/CSV/TSV/Parquet/.txt file or saved dataset",
     )
     stats.add_argument(
         "--tokenizer",

@@ -59,9 +59,38 @@ def demo_config_dict(task: str, *, languages: list[str] | None, quick: bool) -> 
         raw["student"]["trim_vocabulary"]["languages"] = served
         # classification trains and evaluates in English too; translation pairs have English on one side
         data_languages = served if task == "classification" else served[1:]
-        raw["data"]["train"]["languages"] = data_languages
-        raw["data"]["eval"]["languages"] = data_languages
+        raw["data"]["train"] = _with_languages(raw["data"]["train"], data_languages)
+        raw["data"]["eval"] = _with_languages(raw["data"]["eval"], data_languages)
     return raw
+
+
+def _with_languages(sources: dict | list[dict], languages: list[str]) -> dict | list[dict]:
+    """One source, or a list of them, narrowed to ``languages``.
+
+    The first source (the primary one) gets ``languages`` as they are. Every later one (a held-out
+    domain) keeps only the requested languages it already lists, in its own spelling (``uk-UA``
+    for ``uk``: a catalog's tag for it), since it may not have the others; one left with none is
+    dropped.
+    """
+    if isinstance(sources, dict):
+        return {**sources, "languages": languages}
+    first, *others = sources
+    narrowed = [{**first, "languages": languages}]
+    for source in others:
+        kept = [code for code in source.get("languages") or [] if any(_names(code, wanted) for wanted in languages)]
+        if kept:
+            narrowed.append({**source, "languages": kept})
+    return narrowed
+
+
+def _names(code: str, wanted: str) -> bool:
+    """Whether a source's language ``code`` is the requested ``wanted``, or its regional variant
+    (``uk-UA`` of ``uk``, ``pt-BR`` of ``pt``; never another script, ``zh-Hant`` of ``zh``)."""
+    from polydistill.data.languages import normalize_language
+
+    code, wanted = normalize_language(code), normalize_language(wanted)
+    base, _, region = code.partition("-")
+    return code == wanted or "-" not in wanted and base == wanted and (len(region) == 2 and region.isalpha() or region.isdigit())
 
 
 def recipe_path(task: str):

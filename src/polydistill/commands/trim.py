@@ -1,7 +1,8 @@
 """``polydistill trim``: keep only the vocabulary that some languages use.
 
-polydistill trim offline:multilingual-e5-small --languages de,fr,es,ru,ja --out DIR
-polydistill trim MODEL --languages de --corpus catalogs:django --corpus de=mails.txt --min-count 2 --out DIR
+polydistill trim offline:multilingual-e5-small --languages de,fr,es,ru,ja --max-vocab 0.25 --out DIR
+polydistill trim MODEL --languages de --corpus catalogs:django --corpus de=mails.txt --heldout catalogs:sphinx --out DIR
+polydistill trim MODEL --languages de --general none --min-count 2 --out DIR     # the corpus's tokens alone
 """
 
 from __future__ import annotations
@@ -11,17 +12,20 @@ import re
 from pathlib import Path
 from typing import Any
 
+from polydistill.models.general_vocabulary import DEFAULT_GENERAL, DEFAULT_TOKENS_PER_LANGUAGE, GENERAL_SOURCES
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "trim",
         help="cut a multilingual model's vocabulary down to the tokens of some languages",
         description=(
-            "Tokenise a corpus of the chosen languages, keep the special tokens, the tokens seen at "
-            "least --min-count times and fallback characters, and write a model whose embedding "
-            "matrix (and MLM head) holds only those rows, with a tokenizer that maps text to the new "
-            "ids. Text made only of kept tokens encodes and embeds exactly as before. A report "
-            "(trim_report.json) goes beside the model."
+            "Choose the tokens the chosen languages use in general (word-frequency lists, the "
+            "tokenizer's piece scores) and in a corpus on top, keep the special tokens and fallback "
+            "characters, and write a model whose embedding matrix (and MLM head) holds only those "
+            "rows, with a tokenizer that maps text to the new ids. Text made only of kept tokens "
+            "encodes and embeds exactly as before. A report (trim_report.json) goes beside the model, "
+            "with per-language coverage of the corpus and of --heldout text."
         ),
     )
     parser.add_argument("model", metavar="MODEL", help="offline:<name>, a model directory or a Hub id")
@@ -35,17 +39,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--corpus",
         action="append",
         metavar="SOURCE",
-        help="text to count tokens on (repeatable): catalogs:django, catalogs:sphinx, catalogs:all, "
+        help="text to count tokens on (repeatable): a built-in catalog (catalogs:django, catalogs:sphinx, catalogs:all, catalogs:extra...), "
         "a .txt file (one text a line), a JSONL/CSV/TSV/Parquet file with a 'text' column (and "
         "'lang'), or LANG=PATH for a file in one language (default: catalogs:all)",
     )
-    parser.add_argument("--min-count", type=int, default=1, metavar="N", help="keep tokens seen at least N times (default 1)")
+    parser.add_argument(
+        "--general",
+        type=_general_sources,
+        default=list(DEFAULT_GENERAL),
+        metavar="SOURCES",
+        help="general-text sources of each language's tokens, comma-separated: wordfreq (word-frequency lists), "
+        f"piece_scores (the tokenizer's SentencePiece scores), or none (default {','.join(DEFAULT_GENERAL)})",
+    )
+    parser.add_argument(
+        "--min-count", type=int, default=1, metavar="N", help="corpus tokens seen fewer than N times are left out (default 1)"
+    )
     parser.add_argument(
         "--max-vocab",
-        type=int,
+        type=_budget,
         default=None,
+        metavar="N|SHARE",
+        help="the budget: exactly N tokens, or a share of the vocabulary (0.25); default: every corpus token plus "
+        "each language's --tokens-per-language most likely tokens",
+    )
+    parser.add_argument(
+        "--tokens-per-language",
+        type=int,
+        default=DEFAULT_TOKENS_PER_LANGUAGE,
         metavar="N",
-        help="at most N tokens in all: the most frequent corpus tokens fill what the special tokens and fallback characters leave",
+        help=f"without --max-vocab: each language's N most likely tokens (default {DEFAULT_TOKENS_PER_LANGUAGE})",
+    )
+    parser.add_argument(
+        "--heldout",
+        action="append",
+        default=[],
+        metavar="SOURCE",
+        help="text not used for the choice, as for --corpus (repeatable): the report says how much of it the kept tokens tokenise unchanged",
     )
     parser.add_argument(
         "--keep-characters",
@@ -73,6 +102,28 @@ def _language_list(value: str) -> list[str]:
     return languages
 
 
+def _general_sources(value: str) -> list[str]:
+    sources = [part for part in re.split(r"[,\s]+", value) if part]
+    if sources == ["none"]:
+        return []
+    unknown = [source for source in sources if source not in GENERAL_SOURCES]
+    if unknown or not sources:
+        raise argparse.ArgumentTypeError(f"expected none or comma-separated {', '.join(GENERAL_SOURCES)}, not {value!r}")
+    return sources
+
+
+def _budget(value: str) -> int | float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of tokens (60000) or a share of the vocabulary (0.25), not {value!r}"
+        ) from None
+    if not number > 0 or (number >= 1 and not number.is_integer()):
+        raise argparse.ArgumentTypeError(f"expected a number of tokens (60000) or a share of the vocabulary (0.25), not {value!r}")
+    return int(number) if number >= 1 else number
+
+
 def _trim(args: argparse.Namespace) -> int:
     import random
     import time
@@ -80,6 +131,7 @@ def _trim(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from polydistill.console import console
+    from polydistill.data.languages import normalize_languages
     from polydistill.data.sources import DEFAULT_CORPUS, corpus_texts_by_language
     from polydistill.errors import PolydistillError
     from polydistill.models.sentence_transformers_files import sentence_transformers_prompts
@@ -92,8 +144,8 @@ def _trim(args: argparse.Namespace) -> int:
         raise PolydistillError(f"{out} exists and is not empty; choose another --out or pass --force")
     if args.min_count < 1:
         raise PolydistillError(f"--min-count must be at least 1, not {args.min_count}")
-    if args.max_vocab is not None and args.max_vocab < 1:
-        raise PolydistillError(f"--max-vocab must be at least 1, not {args.max_vocab}")
+    if args.tokens_per_language < 1:
+        raise PolydistillError(f"--tokens-per-language must be at least 1, not {args.tokens_per_language}")
 
     source_dir = resolve_model_path(args.model)
     if source_dir.resolve() == out.resolve():
@@ -101,6 +153,7 @@ def _trim(args: argparse.Namespace) -> int:
     sources = args.corpus or list(DEFAULT_CORPUS)
     console.print(f"reading the corpus ({', '.join(sources)}) for {', '.join(args.languages)}")
     texts = corpus_texts_by_language(sources, args.languages)
+    heldout = corpus_texts_by_language(args.heldout, args.languages, require_all=False) if args.heldout else None
 
     console.print(f"loading {args.model} from {source_dir}")
     model, tokenizer = _load(source_dir)
@@ -109,8 +162,12 @@ def _trim(args: argparse.Namespace) -> int:
         model,
         tokenizer,
         texts,
+        languages=normalize_languages(args.languages),
         min_count=args.min_count,
         max_vocab=args.max_vocab,
+        general=args.general,
+        tokens_per_language=args.tokens_per_language,
+        heldout=heldout,
         keep_tokens=args.keep_token,
         keep_texts=prompts,
         keep_characters=args.keep_characters,

@@ -1,21 +1,32 @@
-"""Built-in multilingual data: the gettext catalogs that ship inside Django and Sphinx.
+"""Built-in multilingual data: the gettext catalogs that ship inside packages of the ``offline`` extra.
 
-Every translated entry of a ``.po`` catalog is a human translation of an English message, so
+Every translated entry of a gettext catalog is a human translation of an English message, so
 the catalogs installed with ``django`` (98 languages) and ``sphinx`` (50+ languages) are a real
-parallel corpus that needs no network. Django's messages also carry a label, the *component*
-whose catalog holds them (``conf``, ``contrib/admin``, ``contrib/auth``, ...): the same English
-message has the same component in every language, which makes a cross-lingual classification
-task (train on English, test on every other language).
+parallel corpus that needs no network. Three more origins widen it with other strings (their
+English messages are 8%, 12% and 2% Django's): ``allauth`` (django-allauth: sign-in, accounts,
+e-mail; 45 languages, about 380 pairs each), ``cms`` (django CMS: page editing and publishing;
+64 languages, about 480 pairs each, Hindi among them) and ``jupyterlab`` (the JupyterLab language
+packs, one package per language, compiled ``.mo`` catalogs of JupyterLab and its extensions: 3,000
+English messages; 10 languages, from 250 pairs in Arabic to 3,200 in French and Chinese). Their
+locales are regional (``de_DE``); the region is dropped unless Django keeps it (``pt_BR``), so the
+tags match Django's. Origin ``all`` is Django and Sphinx, ``extra`` the three others; each origin
+is a list of packages and a glob of catalog files inside them (``_SINGLE_ORIGINS``).
+
+Django's messages also carry a label, the *component* whose catalog holds them (``conf``,
+``contrib/admin``, ``contrib/auth``, ...): the same English message has the same component in
+every language, which makes a cross-lingual classification task (train on English, test on every
+other language).
 
 What is read, and how:
 - entries that are fuzzy, obsolete or untranslated are skipped; for a plural entry the
   singular English message is paired with the catalog's form for n = 1 (from its Plural-Forms);
-- placeholders (``%(name)s``, ``%s``, ``%.1f``, ``{name}``, ``{}``, ``${name}``) and markup
+- placeholders (``%(name)s``, ``%s``, ``%.1f``, ``%1``, ``{name}``, ``{}``, ``${name}``) and markup
   (HTML tags, entities) are stripped from both sides, then quotes and brackets left empty, stray
   punctuation and whitespace are tidied; a pair whose either side keeps no letter is dropped;
 - the catalog directory name becomes a BCP 47 tag (:func:`~polydistill.data.languages.normalize_language`);
   English catalogs themselves (the source language) are not read;
-- pairs are deduplicated on (language, English, translation); for ``all``, Django comes first.
+- pairs are deduplicated on (language, English, translation); for ``all``, Django comes first
+  (for ``extra``: allauth, django CMS, JupyterLab). Components of origins other than Django are the origin.
 
 ``source_id`` identifies an English message: a hash of the cleaned English text, case-folded,
 whitespace collapsed, trailing punctuation removed (so ``Name`` and ``Name:`` are one source).
@@ -70,8 +81,6 @@ __all__ = [
     "strip_placeholders",
 ]
 
-#: Origins a user can ask for; ``all`` is Django then Sphinx.
-CATALOG_ORIGINS = ("django", "sphinx", "all")
 SPLIT_NAMES = ("train", "dev", "test")
 DEFAULT_SPLIT_SIZES = (0.8, 0.1, 0.1)
 #: Components with fewer distinct English sources than this merge into ``other``.
@@ -86,6 +95,7 @@ _PLACEHOLDER = re.compile(
     r"%%"  # a literal percent sign, kept as "%"
     r"|%(?:\([^)\s]*\))?[-#0+]*(?:\d+|\*)?(?:\.(?:\d+|\*)?)?[hlL]?[A-Za-z]"  # printf, strftime
     r"|%\([^)\s]*\)"  # a named placeholder whose conversion a translator lost
+    r"|%\d+"  # positional %1, %2 (JupyterLab's)
     r"|\$\{[^{}]*\}"  # JavaScript template / interpolate ${name}
     r"|\{[^{}\s]*\}"  # str.format {name}, {0}, {}
 )
@@ -180,29 +190,88 @@ class _CatalogEntry:
     text: str
 
 
-def _package_dir(package: str) -> Path:
-    spec = importlib.util.find_spec(package)
+@dataclass(frozen=True)
+class _Origin:
+    """Where one origin's catalogs are: packages and a glob of catalog files inside each."""
+
+    #: (import name, the distribution to ``pip install`` for it)
+    packages: tuple[tuple[str, str], ...]
+    pattern: str
+    #: drop a locale's region unless Django's catalogs keep it (``de_DE`` -> ``de``, ``pt_BR`` stays)
+    drop_region: bool = False
+
+
+_JUPYTERLAB_LOCALES = ("ar_SA", "de_DE", "es_ES", "fr_FR", "ja_JP", "ko_KR", "pt_BR", "ru_RU", "uk_UA", "zh_CN")
+_SINGLE_ORIGINS = {
+    "django": _Origin((("django", "django"),), "**/locale/*/LC_MESSAGES/*.po"),
+    "sphinx": _Origin((("sphinx", "sphinx"),), "**/locale/*/LC_MESSAGES/*.po"),
+    "allauth": _Origin((("allauth", "django-allauth"),), "**/locale/*/LC_MESSAGES/*.po"),
+    "cms": _Origin((("cms", "django-cms"),), "**/locale/*/LC_MESSAGES/*.po"),
+    "jupyterlab": _Origin(
+        tuple(
+            (f"jupyterlab_language_pack_{locale}", f"jupyterlab-language-pack-{locale.replace('_', '-')}") for locale in _JUPYTERLAB_LOCALES
+        ),
+        "locale/*/LC_MESSAGES/*.mo",  # the packs ship compiled catalogs (and Jed JSON of the same messages)
+        drop_region=True,
+    ),
+}
+#: origins that are several single origins, read in this order
+_COMBINED_ORIGINS = {"all": ("django", "sphinx"), "extra": ("allauth", "cms", "jupyterlab")}
+#: Origins a user can ask for; ``all`` is Django then Sphinx, ``extra`` the other three.
+CATALOG_ORIGINS = ("django", "sphinx", "all", "allauth", "cms", "jupyterlab", "extra")
+assert set(CATALOG_ORIGINS) == {*_SINGLE_ORIGINS, *_COMBINED_ORIGINS}
+
+
+def _package_dir(package: str, distribution: str) -> Path:
+    spec = importlib.util.find_spec(package)  # finds the directory without importing the package
     if spec is None or not spec.submodule_search_locations:
         raise DataError(
-            f"the built-in catalogs need the '{package}' package, which is not installed; "
+            f"the built-in catalogs need the '{package}' package (from '{distribution}'), which is not installed; "
             "install it with `pip install 'polydistill[offline]'`"
         )
     return Path(next(iter(spec.submodule_search_locations)))
 
 
 def _catalog_files(origin: str) -> list[tuple[Path, str, str]]:
-    """(path, component, language directory) of every catalog of one origin, sorted."""
-    package = _package_dir(origin)
+    """(path, component, language directory) of every catalog of one single origin, sorted."""
+    spec = _SINGLE_ORIGINS[origin]
     files = []
-    for path in sorted(package.glob("**/locale/*/LC_MESSAGES/*.po")):
-        locale_dir = path.parent.parent
-        base = locale_dir.parent.parent  # the directory that holds "locale"
-        if origin == "django":
-            component = base.relative_to(package).as_posix() or "django"
-        else:
-            component = origin
-        files.append((path, component, locale_dir.name))
+    for package_name, distribution in spec.packages:
+        package = _package_dir(package_name, distribution)
+        for path in sorted(package.glob(spec.pattern)):
+            locale_dir = path.parent.parent
+            base = locale_dir.parent.parent  # the directory that holds "locale"
+            if origin == "django":
+                component = base.relative_to(package).as_posix() or "django"
+            else:
+                component = origin
+            files.append((path, component, locale_dir.name))
     return files
+
+
+@functools.cache
+def _django_regional_tags() -> frozenset[str]:
+    """Tags of Django's locale directories that keep a region (``pt-BR``, ``en-GB``, ...)."""
+    package = _package_dir("django", "django")
+    tags = set()
+    for locale_dir in (package / "conf" / "locale").iterdir():
+        if not locale_dir.is_dir() or locale_dir.name.startswith("_"):
+            continue
+        try:
+            tags.add(normalize_language(locale_dir.name))
+        except ValueError:
+            continue
+    return frozenset(tag for tag in tags if "-" in tag)
+
+
+def _language_of(locale_dir: str, spec: _Origin) -> str:
+    """BCP 47 tag of a catalog directory; with ``drop_region``, the tag Django would use for it."""
+    lang = normalize_language(locale_dir)
+    if spec.drop_region and lang not in _django_regional_tags():
+        parts = lang.split("-")
+        if len(parts) > 1 and (parts[-1].isupper() or parts[-1].isdigit()):  # a region subtag
+            lang = "-".join(parts[:-1])
+    return lang
 
 
 def _singular_index(plural_forms: str | None) -> int:
@@ -222,10 +291,14 @@ def _read_catalog(path: Path) -> Iterable[tuple[str, str]]:
     """(English, translation) of every usable entry of one ``.po`` file, uncleaned."""
     import polib
 
-    catalog = polib.pofile(str(path))
+    compiled = path.suffix == ".mo"
+    catalog = polib.mofile(str(path)) if compiled else polib.pofile(str(path))
     singular = _singular_index(catalog.metadata.get("Plural-Forms"))
     for entry in catalog:
-        if entry.obsolete or "fuzzy" in entry.flags or not entry.translated():
+        if compiled:  # a compiled catalog keeps neither fuzzy nor obsolete entries; its header has no msgid
+            if not entry.msgid or not (all(entry.msgstr_plural.values()) if entry.msgid_plural else entry.msgstr):
+                continue
+        elif entry.obsolete or "fuzzy" in entry.flags or not entry.translated():
             continue
         if entry.msgid_plural:
             forms = entry.msgstr_plural
@@ -250,11 +323,12 @@ def _origin_entries(origin: str) -> tuple[_CatalogEntry, ...]:
             cleaned = clean_cache[message] = strip_placeholders(message)
         return cleaned
 
+    spec = _SINGLE_ORIGINS[origin]
     files = _catalog_files(origin)
     progress = tqdm(files, desc=f"reading {origin} catalogs", unit="file", leave=False)
     for path, component, locale_dir in progress:
         try:
-            lang = normalize_language(locale_dir)
+            lang = _language_of(locale_dir, spec)
         except ValueError as error:
             raise DataError(f"{path}: cannot tell the language of catalog directory '{locale_dir}': {error}") from None
         if lang == SOURCE_LANGUAGE:
@@ -269,7 +343,7 @@ def _origin_entries(origin: str) -> tuple[_CatalogEntry, ...]:
 def _origins(origin: str) -> tuple[str, ...]:
     if origin not in CATALOG_ORIGINS:
         raise DataError(f"unknown catalog origin '{origin}'; expected one of {', '.join(CATALOG_ORIGINS)}")
-    return ("django", "sphinx") if origin == "all" else (origin,)
+    return _COMBINED_ORIGINS.get(origin, (origin,))
 
 
 def _deduplicated(entries: Iterable[_CatalogEntry]) -> list[_CatalogEntry]:
@@ -329,8 +403,9 @@ def catalog_pairs(
 
     Columns: ``text`` (the English message, what a teacher reads), ``translation`` (its
     translation), ``lang`` (BCP 47 tag of ``translation``), ``source_id``, ``origin``
-    (``django`` or ``sphinx``), ``component`` (see module docstring). ``languages`` keeps only those languages (any spelling; normalised); ``min_pairs`` drops
-    languages with fewer pairs. Rows are sorted by language, then English, then translation.
+    (``django``, ``sphinx``, ``allauth``, ``cms``, ``jupyterlab``), ``component`` (see module
+    docstring). ``languages`` keeps only those languages (any spelling; normalised); ``min_pairs``
+    drops languages with fewer pairs. Rows are sorted by language, then English, then translation.
     """
     import datasets
 

@@ -7,8 +7,10 @@ directories), and what was expected; up to :data:`MAX_REPORTED_PROBLEMS` problem
 at once so that one fix-and-retry cycle fixes them all.
 
 Formats: JSON Lines (``.jsonl``, ``.ndjson``, ``.json`` with one object a line), CSV (``.csv``),
-TSV (``.tsv``, ``.tab``), Parquet (``.parquet``, ``.pq``) and directories written by
-``Dataset.save_to_disk``. Nothing is written: not to the file, not next to it (a saved dataset
+TSV (``.tsv``, ``.tab``), Parquet (``.parquet``, ``.pq``), directories written by
+``Dataset.save_to_disk``, and plain text (``.txt``: one text a line, blank lines skipped, each
+text stripped of surrounding whitespace). Plain text has no columns but its texts: unlabelled
+monolingual text, which the teacher labels, tagged with one language by the caller if at all. Nothing is written: not to the file, not next to it (a saved dataset
 is loaded into memory, so ``datasets`` puts no cache file in the user's directory).
 
 Text files are UTF-8, with or without a byte-order mark, decoded the same way by every reader
@@ -59,7 +61,7 @@ __all__ = [
     "truncate_to_tokens",
 ]
 
-SUPPORTED_FORMATS = ("jsonl", "csv", "tsv", "parquet", "datasets")
+SUPPORTED_FORMATS = ("jsonl", "csv", "tsv", "parquet", "datasets", "text")
 _EXTENSION_FORMATS = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
@@ -69,6 +71,7 @@ _EXTENSION_FORMATS = {
     ".tab": "tsv",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".txt": "text",
 }
 #: Problems listed in one error before the rest are only counted.
 MAX_REPORTED_PROBLEMS = 20
@@ -269,6 +272,8 @@ def file_columns(path: str | Path, format: str | None = None) -> list[str]:
         except (ValueError, RecursionError):  # not JSON, or numbers/nesting beyond Python's limits
             return []
         return list(record) if isinstance(record, dict) else []
+    if data_format == "text":
+        return ["text"]  # its one column, whatever the caller calls it
     if data_format in ("csv", "tsv"):
         try:
             with _open_utf8(path) as handle:
@@ -296,8 +301,9 @@ def file_columns(path: str | Path, format: str | None = None) -> list[str]:
 
 
 def _jsonl_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """The non-blank lines of a JSON Lines file with their numbers as an editor counts them,
-    decoded as UTF-8 (a byte-order mark dropped); text in another encoding is refused whole."""
+    """The non-blank lines of a JSON Lines or plain text file with their numbers as an editor
+    counts them, decoded as UTF-8 (a byte-order mark dropped); text in another encoding is
+    refused whole, at its first undecodable byte (line and byte offset)."""
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:
@@ -332,6 +338,23 @@ def _jsonl_rows(path: Path, columns: _Columns, problems: _Problems) -> Iterator[
             problems.add(where, f"missing column {_names(missing)}; the line has {_names(list(record)) or 'no columns'}")
             continue
         yield where, record
+
+
+def _text_rows(path: Path, columns: _Columns) -> Iterator[tuple[_Location, dict]]:
+    """The texts of a plain text file, one a line (stripped), under the caller's text column.
+
+    A column besides the text (a label, a language, a translation) is refused before any line
+    is read: a plain text file has none, and a column asked for is a column expected.
+    """
+    others = {canonical: user for canonical, user in columns.wanted.items() if canonical != "text"}
+    if others:
+        raise DataError(
+            f"{path}: a plain text file (one text a line) has no column {_names(list(others.values()))}; "
+            "expected JSON Lines, CSV, TSV or Parquet for texts with labels, languages or translations"
+        )
+    text_column = columns.wanted["text"]
+    for number, line in _jsonl_lines(path):
+        yield _Location(path, line=number), {text_column: line.strip()}
 
 
 def _json_record(line: str, where: _Location, problems: _Problems, *, first: bool) -> dict | None:
@@ -757,8 +780,9 @@ def read_examples(
     normalised to BCP 47 and unknown ones refused. With a ``tokenizer``, texts (and
     translations) longer than ``max_length`` tokens (default: the tokenizer's
     ``model_max_length``) are refused or, with ``overlong="truncate"``, cut at a token boundary.
-    Raises :class:`~polydistill.errors.DataError` naming the file, the line or row, and what
-    was expected.
+    A plain text file (``.txt``) gives ``text`` alone, one row a non-blank line: naming any
+    other column for it is an error. Raises :class:`~polydistill.errors.DataError` naming the
+    file, the line or row, and what was expected.
     """
     import datasets
 
@@ -788,6 +812,8 @@ def read_examples(
         rows = _delimited_rows(path, "," if data_format == "csv" else "\t", columns, problems)
     elif data_format == "parquet":
         rows = _parquet_rows(path, columns)
+    elif data_format == "text":
+        rows = _text_rows(path, columns)
     else:
         if not path.is_dir():
             raise DataError(f"{path}: expected a directory written by Dataset.save_to_disk")

@@ -1,7 +1,8 @@
 """Every data source by name, resolved in one place: the built-in catalogs and users' files.
 
 A source is a built-in ``catalogs:<name>`` (:data:`BUILTIN_SOURCES`) or a path: a JSONL, CSV,
-TSV or Parquet file or a directory written by ``Dataset.save_to_disk``, read and validated by
+TSV, Parquet or plain text (``.txt``, one text a line: monolingual text the teacher labels) file
+or a directory written by ``Dataset.save_to_disk``, read and validated by
 :func:`polydistill.data.readers.read_examples`. Whatever reads data goes through here:
 
 - :func:`read_labelled`: the examples of a classification run or of the teacher's fine-tuning;
@@ -57,6 +58,10 @@ BUILTIN_SOURCES = {
     CATALOGS_PREFIX + "django": "translation pairs from Django's gettext catalogs (98 languages)",
     CATALOGS_PREFIX + "sphinx": "translation pairs from Sphinx's gettext catalogs",
     CATALOGS_PREFIX + "all": "translation pairs from both, deduplicated",
+    CATALOGS_PREFIX + "allauth": "translation pairs from django-allauth's gettext catalogs (sign-in, accounts, e-mail)",
+    CATALOGS_PREFIX + "cms": "translation pairs from django CMS's gettext catalogs (page editing, publishing)",
+    CATALOGS_PREFIX + "jupyterlab": "translation pairs from the JupyterLab language packs (10 languages; notebooks, editors)",
+    CATALOGS_PREFIX + "extra": "translation pairs from allauth, django CMS and JupyterLab together, deduplicated",
     CLASSIFICATION_CATALOG: "Django messages labelled with their component (train/dev/test)",
 }
 #: the column a source's teacher text is given under, whatever it was called in the source
@@ -120,13 +125,26 @@ def _call(reader: Any, spec: str, *args: Any, **kwargs: Any) -> Any:
 # The sources of a run's config.
 
 
-def _where(source: DataSourceConfig, config: RunConfig) -> str:
-    """``file:line: field 'path'`` of a source of the config, for messages about it."""
+def _field_of(source: DataSourceConfig, config: RunConfig) -> str:
+    """The config field that names ``source`` (``data.train.1``, ``data.eval``, ...)."""
     fields = [*config.data.train_sources, *config.data.eval_sources]
     if config.teacher.finetune:
         fields.append(("teacher.finetune.data", config.teacher.finetune.data))
-    field = next((name for name, candidate in fields if candidate is source), "data source")
+    return next((name for name, candidate in fields if candidate is source), "data source")
+
+
+def _where(source: DataSourceConfig, config: RunConfig) -> str:
+    """``file:line: field 'path'`` of a source of the config, for messages about it."""
+    field = _field_of(source, config)
     return f"{config_location(config, f'{field}.path')}: {field} '{source.path}'"
+
+
+def _tagged(dataset: datasets.Dataset, source: DataSourceConfig) -> datasets.Dataset:
+    """A file's rows with ``lang`` from the source's ``language`` (the config refuses it beside a
+    ``lang_column``), so that a file of one language (a ``.txt`` has no columns) counts as it."""
+    if source.language is None or "lang" in dataset.column_names:
+        return dataset
+    return dataset.add_column("lang", [normalize_language(source.language)] * len(dataset))
 
 
 def read_sources(
@@ -141,8 +159,11 @@ def read_sources(
     the same in every source.
     """
     read_datasets = []
-    for _, source in sources:
+    for field, source in sources:
         dataset = read(source, label_names)
+        if len(dataset) == 0:
+            wanted = f" in {', '.join(source.languages)}" if source.languages else ""
+            raise DataError(f"{field} '{source.path}': no rows{wanted}; expected at least one example (check its languages and split)")
         label_names = label_names or dataset_label_names(dataset)
         read_datasets.append(dataset)
     return pool_sources(read_datasets, [field for field, _ in sources])
@@ -196,6 +217,11 @@ def _read_file(where: str, path: Path, **options: Any) -> datasets.Dataset:
 
 
 def _split(splits: datasets.DatasetDict, source: DataSourceConfig, where: str) -> datasets.Dataset:
+    """The split a built-in source names, or (no split) every row: a held-out domain needs no split."""
+    import datasets
+
+    if source.split is None:
+        return datasets.concatenate_datasets(list(splits.values()))
     if source.split not in splits:
         raise ConfigError(f"{where}: split: expected one of {', '.join(splits)}, got {source.split!r}")
     return splits[source.split]
@@ -214,10 +240,14 @@ def read_labelled(source: DataSourceConfig, config: RunConfig, *, tokenizer: Any
 
     A built-in source is one split (``source.split``) of the catalogs: the classification task,
     or translation pairs, whose translation is then the ``text`` and whose English source is
-    ``en``, as in the classification task's rows. A file is read and validated by
+    ``en``, as in the classification task's rows; read without a ``teacher_text_column`` (text
+    without labels, a held-out domain say), the pairs also give each distinct English source as a
+    row of its own in ``en`` (when ``languages`` has ``en`` or is not given). A file is read and validated by
     :func:`~polydistill.data.readers.read_examples`; its ``label`` column is optional unless
-    named (unlabelled data distils too). ``label_names`` fixes the label ids (a built-in
-    source's labels are renumbered to them, by name).
+    named (unlabelled data distils too: pooled beside labelled sources its rows get label -1,
+    which the ``labels`` objective ignores). A plain text file (``.txt``) is such unlabelled text,
+    one a line; ``source.language`` tags a file without a ``lang`` column. ``label_names`` fixes
+    the label ids (a built-in source's labels are renumbered to them, by name).
     """
     where = _where(source, config)
     if is_builtin(source.path):
@@ -227,6 +257,10 @@ def read_labelled(source: DataSourceConfig, config: RunConfig, *, tokenizer: Any
             origin = source.path.removeprefix(CATALOGS_PREFIX)
             pairs = _split(catalogs.catalog_pairs_splits(origin, languages=source.languages), source, where)
             dataset = pairs.rename_columns({"text": "en", "translation": "text"})
+            if not source.teacher_text_column and (
+                not source.languages or catalogs.SOURCE_LANGUAGE in normalize_languages(source.languages)
+            ):
+                dataset = _with_english_rows(dataset)  # read as text in every language: English is one of them
         else:
             raise ConfigError(f"{where}: unknown built-in source; expected {_alternatives((CLASSIFICATION_CATALOG, *PAIR_CATALOGS))}")
         if "label" in dataset.column_names and label_names is not None:
@@ -247,12 +281,30 @@ def read_labelled(source: DataSourceConfig, config: RunConfig, *, tokenizer: Any
         )
         if source.teacher_text_column:
             dataset = dataset.rename_column("translation", TEACHER_TEXT)
-        dataset = _in_languages(dataset, source.languages)
+        dataset = _in_languages(_tagged(dataset, source), source.languages)
     if source.teacher_text_column and TEACHER_TEXT not in dataset.column_names:
         if source.teacher_text_column not in dataset.column_names:
             raise ConfigError(f"{where}: teacher_text_column: no column '{source.teacher_text_column}' (columns: {dataset.column_names})")
         dataset = dataset.add_column(TEACHER_TEXT, dataset[source.teacher_text_column])
     return dataset
+
+
+def _with_english_rows(pairs: datasets.Dataset) -> datasets.Dataset:
+    """Translation pairs read as text (``text`` the translation, ``en`` its English source), with one
+    ``en`` row more per distinct English source of them, first, as the classification catalog has.
+
+    Teacher and student then both read each row's own text, in every language and in English,
+    the language the teacher reads best (what a held-out domain without gold labels is scored on).
+    """
+    from datasets import concatenate_datasets
+
+    first: dict[str, int] = {}
+    for row, english in enumerate(column_values(pairs, "en")):
+        first.setdefault(english, row)
+    rows = pairs.select(list(first.values())).to_dict()
+    rows["text"] = list(rows["en"])
+    rows["lang"] = [catalogs.SOURCE_LANGUAGE] * len(first)
+    return concatenate_datasets([dataset_from_columns(rows, pairs.features), pairs])
 
 
 def _file_label_column(source: DataSourceConfig, path: Path) -> str | None:
@@ -356,7 +408,13 @@ def _align_labels(dataset: datasets.Dataset, label_names: list[str], where: str)
 
 def read_pairs(source: DataSourceConfig, config: RunConfig, *, tokenizer: Any) -> datasets.Dataset:
     """Parallel data in canonical columns: ``text`` (the source, read by the teacher),
-    ``translation`` (read by the student too), ``lang`` (of the translation)."""
+    ``translation`` (read by the student too), ``lang`` (of the translation).
+
+    A file without a ``translation_column`` (a ``.txt`` file, one text a line, has none) is
+    monolingual text: the student reads the text the teacher embeds, so ``translation`` is
+    ``text``, and ``lang`` (from ``lang_column`` or ``language``) is that text's language. It
+    trains, beside pairs or alone, but does not evaluate: translation retrieval needs pairs.
+    """
     where = _where(source, config)
     if is_builtin(source.path):
         if source.path not in PAIR_CATALOGS:
@@ -364,8 +422,13 @@ def read_pairs(source: DataSourceConfig, config: RunConfig, *, tokenizer: Any) -
         origin = source.path.removeprefix(CATALOGS_PREFIX)
         pairs = _split(catalogs.catalog_pairs_splits(origin, languages=source.languages), source, where)
         return pairs.select_columns(["text", "translation", "lang"])
-    if source.translation_column is None:
-        raise ConfigError(f"{where}: translation_column: the embeddings task needs the column holding the translation")
+    field = _field_of(source, config)
+    if source.translation_column is None and field.startswith("data.eval"):
+        raise ConfigError(
+            f"{config_location(config, f'{field}.translation_column')}: {field}.translation_column: "
+            f"'{source.path}' is read as monolingual text, but evaluation retrieves translations and needs pairs; "
+            "expected the column holding the translation of text (monolingual text can train, in data.train)"
+        )
     dataset = _read_file(
         where,
         config.resolve_path(source.path),
@@ -376,14 +439,16 @@ def read_pairs(source: DataSourceConfig, config: RunConfig, *, tokenizer: Any) -
         max_length=config.data.max_length,
         overlong=source.overlong,
     )
-    return _in_languages(dataset, source.languages)
+    if source.translation_column is None:  # monolingual: the student matches the teacher on the same text
+        dataset = dataset.add_column("translation", column_values(dataset, "text"))
+    return _in_languages(_tagged(dataset, source), source.languages)
 
 
 # ---------------------------------------------------------------------------------------------
 # Corpora for vocabulary trimming.
 
 
-def corpus_texts_by_language(sources: Sequence[str], languages: Sequence[str]) -> dict[str, list[str]]:
+def corpus_texts_by_language(sources: Sequence[str], languages: Sequence[str], *, require_all: bool = True) -> dict[str, list[str]]:
     """The texts to count per language, from built-in catalogs and users' files.
 
     A source is one of :data:`PAIR_CATALOGS` (the translated side of each pair in the requested
@@ -391,8 +456,10 @@ def corpus_texts_by_language(sources: Sequence[str], languages: Sequence[str]) -
     JSONL/CSV/TSV/Parquet read by :func:`~polydistill.data.readers.read_examples` (column
     ``text``, and ``lang`` when present, whose rows outside ``languages`` are skipped).
     ``LANG=PATH`` tags a whole file with one language. Texts of a file with neither come under
-    :data:`UNTAGGED`. Languages are BCP 47 codes, normalised; a language with no text at all is
-    an error unless untagged texts exist.
+    :data:`UNTAGGED`. Languages are BCP 47 codes, normalised; a bare language with no text of its
+    own takes the text of its regional variants (``uk`` the catalogs' ``uk-UA``; never another
+    script: ``zh-Hans`` is not ``zh-Hant``). A language with no text at all is an error unless
+    untagged texts exist or ``require_all`` is off (a held-out text need not cover every language).
     """
     wanted = normalize_languages(languages)
     if not wanted:
@@ -410,10 +477,14 @@ def corpus_texts_by_language(sources: Sequence[str], languages: Sequence[str]) -
             found = _file_texts(source, wanted)
         for language, language_texts in found.items():
             texts.setdefault(language, []).extend(language_texts)
-    if not any(texts.values()):
+    for language in wanted:
+        if not texts.get(language) and "-" not in language:
+            regional = [code for code in sorted(texts) if _is_regional_variant(code, language) and code not in wanted]
+            texts[language] = [text for code in regional for text in texts[code]]
+    if not any(texts.get(language) for language in [*wanted, UNTAGGED]):
         raise DataError(f"the corpus ({', '.join(sources)}) holds no text in {', '.join(wanted)}")
     missing = [language for language in wanted if not texts.get(language)]
-    if missing and not texts.get(UNTAGGED):
+    if missing and not texts.get(UNTAGGED) and require_all:
         hints = []
         for language in missing:
             near = sorted(code for code in available if code.split("-")[0] == language.split("-")[0])
@@ -430,11 +501,19 @@ def corpus_texts_by_language(sources: Sequence[str], languages: Sequence[str]) -
     return ordered
 
 
+def _is_regional_variant(code: str, language: str) -> bool:
+    """``uk-UA`` of ``uk``, ``pt-PT`` of ``pt``; not ``zh-Hant`` of ``zh`` (a script subtag: another writing system)."""
+    base, _, region = code.partition("-")
+    return base == language and (len(region) == 2 and region.isalpha() or len(region) == 3 and region.isdigit())
+
+
 def _by_language(texts: Sequence[str], langs: Sequence[str], wanted: Sequence[str]) -> dict[str, list[str]]:
+    """Texts per language of ``wanted``, and of the regional variants of its bare languages (folded in later)."""
     found: dict[str, list[str]] = {}
     wanted_set = set(wanted)
+    bare = {language for language in wanted if "-" not in language}
     for text, language in zip(texts, langs, strict=True):
-        if language in wanted_set:
+        if language in wanted_set or language.partition("-")[0] in bare and _is_regional_variant(language, language.partition("-")[0]):
             found.setdefault(language, []).append(text)
     return found
 

@@ -6,9 +6,9 @@ The file's layout, and its reading and writing, live in :mod:`polydistill.evalua
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,14 +36,21 @@ from polydistill.evaluation.metrics import (
     retention,
 )
 from polydistill.evaluation.metrics_file import (  # read_metrics: re-exported, callers found it here
+    FIDELITY_PREFIX,
+    GOLD_REFERENCE,
     METRICS_FILENAME,
+    TEACHER_REFERENCE,
     UNDETERMINED_LANGUAGE,
     build_metrics_document,
+    eval_set_entry,
     read_metrics,  # noqa: F401
     write_metrics,
 )
 from polydistill.evaluation.noise import NoiseSettings, add_noise, describe_noise, noise_settings_dict
 from polydistill.evaluation.report import write_report
+
+if TYPE_CHECKING:
+    from polydistill.tasks.base import EvaluationSet
 
 _DEFAULT_LABEL_NAME = re.compile(r"^LABEL_\d+$")
 
@@ -166,10 +173,9 @@ def evaluate_classification(
     names = dataset_label_names(dataset, label_column)
 
     def predict(model: Any, model_tokenizer: Any, role: str, inputs: Sequence[str], description: str) -> np.ndarray:
-        """Dataset label ids ``model`` predicts for ``inputs`` (its class ids mapped by name)."""
-        mapping = label_alignment(names, model, model_role=role)
-        logits = predict_logits(model, model_tokenizer, inputs, batch_size=batch_size, max_length=max_length, description=description)
-        return mapping[logits.argmax(-1)]
+        return predicted_ids(
+            model, model_tokenizer, names, inputs, role=role, batch_size=batch_size, max_length=max_length, description=description
+        )
 
     student_pred = predict(student, tokenizer, "student", texts, "student")
     teacher_pred = noisy_teacher_pred = noisy_student_pred = None
@@ -197,6 +203,69 @@ def evaluate_classification(
     )
 
 
+def predicted_ids(
+    model: Any,
+    tokenizer: Any,
+    label_names: Sequence[str] | None,
+    texts: Sequence[str],
+    *,
+    role: str = "model",
+    batch_size: int = 64,
+    max_length: int = 128,
+    description: str | None = None,
+) -> np.ndarray:
+    """The class ids (in ``label_names`` order) ``model`` predicts for ``texts``: its argmax, mapped by name."""
+    mapping = label_alignment(label_names, model, model_role=role)
+    logits = predict_logits(model, tokenizer, texts, batch_size=batch_size, max_length=max_length, description=description or role)
+    return mapping[logits.argmax(-1)]
+
+
+def evaluate_against_teacher(
+    student: Any,
+    tokenizer: Any,
+    dataset: Any,
+    *,
+    teacher: Any,
+    teacher_tokenizer: Any = None,
+    batch_size: int = 64,
+    max_length: int = 128,
+    teacher_text_column: str | None = None,
+    text_column: str = "text",
+    lang_column: str = "lang",
+) -> dict[str, Any]:
+    """Per-language fidelity of ``student`` to ``teacher`` on text without gold labels (a held-out domain).
+
+    The teacher's argmax is the reference: the result has :func:`evaluate_classification`'s layout with
+    ``"reference": "teacher"``, no teacher scores, and the student's scores against the teacher's classes
+    named ``agreement`` and ``fidelity_<metric>`` (see :func:`classification_report_by_language`). The
+    classes are the teacher's (the student's are mapped to them by name); the teacher reads
+    ``teacher_text_column`` when given, else the text itself.
+    """
+    for column in (text_column, *([teacher_text_column] if teacher_text_column else [])):
+        if column not in dataset.column_names:
+            raise DataError(f"the evaluation data has no '{column}' column (columns: {dataset.column_names})")
+    texts = [str(text) for text in dataset[text_column]]
+    if not texts:
+        raise DataError("the evaluation data is empty")
+    names = model_label_names(teacher)
+    teacher_texts = [str(text) for text in dataset[teacher_text_column]] if teacher_text_column else texts
+    teacher_pred = predicted_ids(
+        teacher, teacher_tokenizer or tokenizer, names, teacher_texts, role="teacher", batch_size=batch_size, max_length=max_length
+    )
+    student_pred = predicted_ids(student, tokenizer, names, texts, role="student", batch_size=batch_size, max_length=max_length)
+    return classification_report_by_language(
+        teacher_pred, student_pred, _language_codes(dataset, lang_column), label_names=names, reference=TEACHER_REFERENCE
+    )
+
+
+def fidelity_metrics(metrics: Mapping[str, float], agreement_value: float) -> dict[str, float]:
+    """A student's :func:`~polydistill.evaluation.metrics.classification_metrics` against the teacher's
+    predicted classes, named so that no reader takes them for gold-label scores: ``agreement`` (the share
+    of texts where its class is the teacher's; the same number as ``fidelity_accuracy``) and
+    ``fidelity_<metric>`` for each metric."""
+    return {"agreement": agreement_value, **{FIDELITY_PREFIX + key: value for key, value in metrics.items()}}
+
+
 NOISE_METRICS: tuple[str, ...] = ("macro_f1", "accuracy")
 """Metrics scored again on noisy texts (the primary metric and accuracy)."""
 CI_METRICS: tuple[str, ...] = ("macro_f1", "accuracy")
@@ -212,14 +281,28 @@ def classification_report_by_language(
     label_names: Sequence[str] | None = None,
     noisy_student_pred: Sequence[int] | np.ndarray | None = None,
     noisy_teacher_pred: Sequence[int] | np.ndarray | None = None,
+    reference: str = GOLD_REFERENCE,
 ) -> dict[str, Any]:
-    """The ``languages`` and ``overall`` parts of ``metrics.json`` from predictions alone.
+    """The ``reference``, ``languages`` and ``overall`` parts of ``metrics.json`` from predictions alone.
 
     Every language is marked ``comparable`` or not (:func:`~polydistill.evaluation.metrics.not_comparable_reasons`),
     gets bootstrap intervals (``ci``) of :data:`CI_METRICS` and confusion counts; with noisy
     predictions (of the same rows, on noisy texts) a ``noise`` block. Class ids index
     ``label_names`` when given.
+
+    ``reference="teacher"`` scores text without gold labels: ``gold`` then holds the teacher's
+    predicted classes (and ``teacher_pred`` is not given), so the student's metrics, intervals and
+    confusion rows are against the teacher's decisions, its metrics are named as such
+    (:func:`fidelity_metrics`: ``agreement``, ``fidelity_macro_f1``, ...; the intervals'
+    ``fidelity_macro_f1``, ``fidelity_accuracy``), and the comparable rule counts the teacher's
+    predicted classes.
     """
+    if reference not in (GOLD_REFERENCE, TEACHER_REFERENCE):
+        raise ValueError(f"reference must be '{GOLD_REFERENCE}' or '{TEACHER_REFERENCE}', got {reference!r}")
+    against_teacher = reference == TEACHER_REFERENCE
+    if against_teacher and (teacher_pred is not None or noisy_student_pred is not None):
+        raise ValueError("scored against the teacher's predictions (given as gold), there are no teacher or noisy predictions to compare")
+    ci_prefix = FIDELITY_PREFIX if against_teacher else ""
     gold = np.asarray(gold)
     student_pred = np.asarray(student_pred)
     teacher_array = None if teacher_pred is None else np.asarray(teacher_pred)
@@ -241,6 +324,8 @@ def classification_report_by_language(
 
     def entry_for(rows: np.ndarray | slice) -> dict[str, Any]:
         entry = _quality_entry(gold[rows], student_pred[rows], pick(teacher_array, rows))
+        if against_teacher:
+            entry["student"] = fidelity_metrics(entry["student"], agreement(student_pred[rows], gold[rows]))
         entry["confusion"] = _confusion_entry(gold[rows], student_pred[rows], pick(teacher_array, rows), num_classes, class_labels)
         if noisy_student is not None:
             entry["noise"] = _noise_entry(entry, gold[rows], noisy_student[rows], pick(noisy_teacher, rows))
@@ -254,7 +339,7 @@ def classification_report_by_language(
         entry["comparable"] = not reasons
         entry["not_comparable_because"] = reasons
         entry["ci"] = {
-            metric: bootstrap_interval(
+            ci_prefix + metric: bootstrap_interval(
                 gold[rows],
                 student_pred[rows],
                 pick(teacher_array, rows),
@@ -269,7 +354,7 @@ def classification_report_by_language(
     overall = entry_for(slice(None))
     overall["languages"] = len(per_language)
     overall.update(summarise_languages(per_language, pooled=overall))
-    return {"languages": per_language, "overall": overall}
+    return {"reference": reference, "languages": per_language, "overall": overall}
 
 
 def _confusion_entry(
@@ -308,6 +393,10 @@ def quality_meta(noise: NoiseSettings | None) -> dict[str, Any]:
             "rule": (
                 f"a language with fewer than {MIN_EXAMPLES} test examples, or (classification) fewer than "
                 f"{MIN_CLASSES} gold classes, is left out of the headline aggregates"
+            ),
+            "without_gold_labels": (
+                f"on an evaluation set without gold labels (reference: teacher) the classes counted are the teacher's "
+                f"predicted classes: fewer than {MIN_CLASSES} of them, or fewer than {MIN_EXAMPLES} texts, and the language is left out"
             ),
         },
         "bootstrap": {
@@ -385,6 +474,32 @@ def _language_codes(dataset: Any, lang_column: str) -> list[str]:
     return [str(code) if code not in (None, "") else UNDETERMINED_LANGUAGE for code in dataset[lang_column]]
 
 
+# --- several evaluation sets -------------------------------------------------------------
+
+
+def score_eval_sets(
+    primary: Mapping[str, Any], evaluation_sets: Sequence[EvaluationSet], score: Callable[[Any], Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The ``eval_sets`` of ``metrics.json``: the first set's entry from ``primary`` (the scores of the
+    top level, already worked out on it), every other set's from ``score(its dataset)``.
+
+    ``score`` is the task's per-language evaluation (:func:`evaluate_classification`,
+    :func:`~polydistill.evaluation.retrieval.evaluate_embeddings`), so every set follows the
+    same metrics and comparability rules as the primary one.
+    """
+    from polydistill.console import console
+
+    block: dict[str, Any] = {}
+    for index, evaluation_set in enumerate(evaluation_sets):
+        if index:
+            console.print(f"[bold]Evaluating[/] teacher and student on {evaluation_set.name} ({evaluation_set.field})")
+        quality = primary if index == 0 else score(evaluation_set.dataset)
+        block[evaluation_set.name] = eval_set_entry(evaluation_set.field, evaluation_set.source, quality)
+        if "reference" in quality:  # what a classification set is scored against: gold labels or the teacher's predictions
+            block[evaluation_set.name]["reference"] = quality["reference"]
+    return block
+
+
 # --- one call at the end of a run --------------------------------------------------------
 
 
@@ -405,13 +520,17 @@ def evaluate_run(
     efficiency: EfficiencySettings | None = DEFAULT_EFFICIENCY,
     noise: NoiseSettings | None = DEFAULT_NOISE,
     report: bool = True,
+    evaluation_sets: Sequence[EvaluationSet] = (),
 ) -> dict[str, Any]:
     """Evaluate a classifier (and teacher), measure both, write ``metrics.json`` and the report.
 
     ``efficiency=None`` skips size and speed (``teacher``/``student`` are then null). Teacher
     and student are measured one after the other in this process with the same settings and
     texts drawn from ``dataset`` (each model on the column it reads). ``noise=None`` skips the
-    robustness scores on noisy texts. Returns the document.
+    robustness scores on noisy texts. ``evaluation_sets``: every test set of the run, the first
+    being ``dataset``; each is scored per language into ``eval_sets`` (no noise, no efficiency:
+    those stay the primary set's): a set without a ``label`` column against the teacher's
+    predictions (:func:`evaluate_against_teacher`, ``"reference": "teacher"``). Returns the document.
     """
     quality = evaluate_classification(
         student,
@@ -424,6 +543,27 @@ def evaluate_run(
         teacher_text_column=teacher_text_column,
         noise=noise,
     )
+    eval_sets = None
+    if evaluation_sets:
+        from polydistill.data.sources import teacher_text_column as column_of_teacher
+
+        def score(other: Any) -> dict[str, Any]:
+            has_gold = "label" in other.column_names
+            if not has_gold and teacher is None:  # text without gold labels: the teacher's predictions are the reference
+                raise DataError("an evaluation set without gold labels is scored against the teacher's predictions; give the teacher")
+            scorer = evaluate_classification if has_gold else evaluate_against_teacher
+            return scorer(
+                student,
+                tokenizer,
+                other,
+                teacher=teacher,
+                teacher_tokenizer=teacher_tokenizer,
+                batch_size=batch_size,
+                max_length=max_length,
+                teacher_text_column=column_of_teacher(other),
+            )
+
+        eval_sets = score_eval_sets(quality, evaluation_sets, score)
     teacher_efficiency = student_efficiency = None
     if efficiency is not None:
         student_texts = [str(text) for text in dataset["text"]]
@@ -452,6 +592,7 @@ def evaluate_run(
             "efficiency_settings": None if efficiency is None else settings_dict(efficiency) | {"max_length": max_length},
             **quality_meta(noise),
         },
+        eval_sets=eval_sets,
     )
     out = Path(out_dir)
     write_metrics(out / METRICS_FILENAME, document)

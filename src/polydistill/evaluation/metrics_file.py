@@ -32,6 +32,9 @@ card, hyperparameter search), so its layout is fixed here and only ever grows:
                                "retention_vs_teacher_best": {code: float | null} | null,
                                "median_retention_vs_teacher_best": float | null,
                                "worst_retention_vs_teacher_best": {"language", "value"} | null}}}},
+  "eval_sets": {"<name>": {"field": "data.eval.<i>", "source": "catalogs:sphinx" | "<path>",
+                           "reference": "gold" | "teacher" (classification),
+                           "languages": {...as above...}, "overall": {...as above...}}} (when a run has data.eval),
   "config": {...} (optional),
   "meta": {..., "comparable": {"min_examples", "min_classes", "rule"},
            "bootstrap": {"resamples", "level", "seed", "metrics", "method"},
@@ -52,6 +55,24 @@ percentile bootstrap intervals (``meta.bootstrap``) and ``confusion`` counts wit
 columns = predicted, in ``labels`` order. A ``drop`` is clean minus noisy. Files written before
 these keys existed lack them; readers treat their languages as comparable. Other tasks add their
 own metric keys in the same places (the embeddings task has no ``ci``, ``confusion`` or ``noise``).
+
+``eval_sets`` holds every source of the run's ``data.eval``, by name, each scored on its own (an
+in-domain test set beside held-out domains), in the config's order. The first is the primary
+test set: everything above (``languages``, ``overall``, the efficiency, the compression ladder)
+is about it alone, and its entry repeats the top level's ``languages`` and ``overall``. The other
+entries have the same per-language layout, metrics and comparability rules, but no ``noise``
+blocks, and no efficiency of their own (size and speed do not depend on the test set).
+
+A classification entry's ``reference`` says what it is scored against. ``"gold"``: its gold labels,
+as above. ``"teacher"``: a set without gold labels (text of another domain, which the task's classes
+do not label; never the primary set), scored against the teacher's predicted classes (its argmax):
+each language's ``teacher`` and ``retention`` are null, and the student's metrics are named so that
+no reader takes them for gold-label scores: ``agreement`` (the share of texts where the student's
+class is the teacher's) and ``fidelity_accuracy`` (the same number), ``fidelity_macro_precision``,
+``fidelity_macro_recall``, ``fidelity_macro_f1`` (the teacher's classes taken as the reference);
+``ci`` holds ``fidelity_macro_f1`` and ``fidelity_accuracy``, ``confusion`` rows are the teacher's
+classes, and the comparable rule counts the teacher's predicted classes instead of gold ones
+(``meta.comparable.without_gold_labels``). The headline and the language means follow those keys.
 """
 
 from __future__ import annotations
@@ -70,6 +91,11 @@ from polydistill.errors import DataError
 from polydistill.evaluation.metrics import primary_metric_for
 
 UNDETERMINED_LANGUAGE = "und"
+#: ``reference`` of an ``eval_sets`` entry: scored against gold labels, or (text without them) the teacher's predictions
+GOLD_REFERENCE = "gold"
+TEACHER_REFERENCE = "teacher"
+#: the prefix of a student's score against the teacher's predicted classes (``fidelity_macro_f1``)
+FIDELITY_PREFIX = "fidelity_"
 METRICS_FILENAME = "metrics.json"
 REQUIRED_KEYS: tuple[str, ...] = ("task", "teacher", "student", "languages", "overall")
 #: what ``polydistill compress`` writes: the compression ladder alone (its layout: evaluation/report/ladder.py)
@@ -93,8 +119,12 @@ def build_metrics_document(
     config: Mapping[str, Any] | None = None,
     primary_metric: str | None = None,
     meta: Mapping[str, Any] | None = None,
+    eval_sets: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Assemble the ``metrics.json`` layout from a task's ``languages``/``overall`` and efficiency."""
+    """Assemble the ``metrics.json`` layout from a task's ``languages``/``overall`` and efficiency.
+
+    ``eval_sets``: the entries of every evaluation set by name (:func:`eval_set_entry`), the primary first.
+    """
     from polydistill import __version__
 
     if primary_metric is None:
@@ -108,6 +138,8 @@ def build_metrics_document(
         "languages": dict(quality["languages"]),
         "overall": dict(quality["overall"]),
     }
+    if eval_sets is not None:
+        document["eval_sets"] = {str(name): dict(entry) for name, entry in eval_sets.items()}
     if config is not None:
         document["config"] = dict(config)
     document["meta"] = {
@@ -116,6 +148,11 @@ def build_metrics_document(
         **(dict(meta) if meta else {}),
     }
     return document
+
+
+def eval_set_entry(field: str, source: str, quality: Mapping[str, Any]) -> dict[str, Any]:
+    """One entry of ``eval_sets``: where the set comes from and its ``languages``/``overall``."""
+    return {"field": field, "source": source, "languages": dict(quality["languages"]), "overall": dict(quality["overall"])}
 
 
 def write_metrics(path: str | Path, metrics: Mapping[str, Any]) -> Path:

@@ -4,7 +4,8 @@ Front matter (through ``huggingface_hub.ModelCardData``) carries what the Hub in
 languages, ``library_name``, ``pipeline_tag``, ``base_model`` (the teacher, when it is a Hub id)
 and the tags ``knowledge-distillation`` and ``polydistill``. The body says what a user needs
 before trusting the model: teacher, data, languages, objectives, per-language results with
-retention, size and speed, intended use and limits (which languages lost too much).
+retention (and, with several test sets, each set's mean and worst language), size and speed,
+intended use and limits (which languages lost too much).
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from polydistill.evaluation.report import (
     RETENTION_WARN,
     SMALL_SAMPLE,
     efficiency_table,
+    eval_set_line,
+    eval_set_summaries,
     format_percent,
+    has_eval_sets,
     has_teacher,
     language_rows,
     language_table,
@@ -142,6 +146,15 @@ def _card_body(
         *markdown_table(*language_table(metrics)[:2]),
         "",
     ]
+    if has_eval_sets(metrics):
+        lines += [
+            "## Evaluation sets",
+            "",
+            "Each test set scored on its own; the results above are the first's.",
+            "",
+            *(f"- {eval_set_line(metrics, summary)}" for summary in eval_set_summaries(metrics)),
+            "",
+        ]
     efficiency = efficiency_table(metrics)
     if efficiency is not None:
         lines += ["## Efficiency", "", *markdown_table(*efficiency), "", measurement_note(metrics), ""]

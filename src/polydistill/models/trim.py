@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import time
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -47,6 +46,8 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from polydistill.errors import DataError, PolydistillError
 from polydistill.models import tokenizer_surgery as surgery
+from polydistill.models.general_vocabulary import DEFAULT_TOKENS_PER_LANGUAGE, language_distributions, piece_scores, ranked_tokens
+from polydistill.models.scripts import character_script, is_shared_character
 from polydistill.models.sentence_transformers_files import copy_sentence_transformers_files
 from polydistill.sizes import directory_size
 
@@ -59,18 +60,6 @@ CharacterPolicy = Literal["scripts", "corpus", "all", "none"]
 CHARACTER_POLICIES: tuple[str, ...] = ("scripts", "corpus", "all", "none")
 REPORT_FILE = "trim_report.json"
 ENCODE_BATCH = 1024
-#: single characters that belong to no script yet occur in any language's text
-_SHARED_CATEGORIES = frozenset({"Nd", "Nl", "No", "Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Sm", "Sc", "Sk", "Zs"})
-#: first words of Unicode names that name a script by another word, or no script at all
-_SCRIPT_ALIASES = {
-    "CJK": "Han",
-    "IDEOGRAPHIC": "Han",
-    "HIRAGANA": "Kana",
-    "KATAKANA": "Kana",
-    "KATAKANA-HIRAGANA": "Kana",
-}
-_NAME_QUALIFIERS = frozenset({"FULLWIDTH", "HALFWIDTH", "SMALL", "MATHEMATICAL", "PARENTHESIZED", "CIRCLED"})
-_NO_SCRIPT = frozenset({"COMBINING", "MODIFIER", "VARIATION", "CARON", "ZERO", "TAG"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,9 +131,14 @@ class TrimReport:
     #: why each kept token was kept (each counted once, in this order of precedence)
     kept: dict[str, int]
     min_count: int
-    max_vocab: int | None
+    max_vocab: int | float | None
     keep_characters: str
     coverage: dict[str, LanguageCoverage]
+    #: coverage of held-out text per language: text the choice never saw (another domain)
+    heldout_coverage: dict[str, LanguageCoverage] = field(default_factory=dict)
+    #: the general-text sources consulted, and what each language's choice was built from
+    general: list[str] = field(default_factory=list)
+    sources_by_language: dict[str, Any] = field(default_factory=dict)
     disk_bytes_before: int | None = None
     disk_bytes_after: int | None = None
     model: str | None = None
@@ -173,7 +167,10 @@ class TrimReport:
             "parameter_reduction": round(1 - after / before, 6) if before else 0.0,
             "disk_bytes_before": self.disk_bytes_before,
             "disk_bytes_after": self.disk_bytes_after,
+            "general": list(self.general),
+            "sources_by_language": dict(self.sources_by_language),
             "coverage": {language: counts.to_dict() for language, counts in self.coverage.items()},
+            "heldout_coverage": {language: counts.to_dict() for language, counts in self.heldout_coverage.items()},
             "seconds": None if self.seconds is None else round(self.seconds, 2),
         }
 
@@ -209,24 +206,35 @@ class TrimReport:
         reasons = ", ".join(f"{count:,} {reason.replace('_', ' ')}" for reason, count in self.kept.items())
         console.print(f"kept: {reasons}")
 
-        coverage = Table(title=f"Corpus coverage (min_count {self.min_count}{f', max_vocab {self.max_vocab:,}' if self.max_vocab else ''})")
-        for name in ("language", "texts", "tokens", "coverage", "length", "<unk>", "unchanged"):
-            coverage.add_column(name, justify="left" if name == "language" else "right", no_wrap=True)
-        for language, counts in self.coverage.items():
-            coverage.add_row(
-                language,
-                f"{counts.texts:,}",
-                f"{counts.tokens:,}",
-                f"{counts.coverage:.2%}",
-                f"{counts.length_ratio - 1:+.1%}",
-                f"{counts.unknown_after:,}",
-                f"{counts.unchanged_text_share:.1%}",
-            )
-        console.print(coverage)
+        title = f"min_count {self.min_count}{f', max_vocab {self.max_vocab:,}' if self.max_vocab else ''}"
+        if self.general:
+            title += f", general text: {', '.join(self.general)}"
+        console.print(_coverage_table(f"Corpus coverage ({title})", self.coverage))
+        if self.heldout_coverage:
+            console.print(_coverage_table("Held-out text coverage (text the choice never saw)", self.heldout_coverage))
         console.print(
-            "coverage: share of the corpus's tokens the trimmed tokenizer still produces (same span, "
+            "coverage: share of the text's tokens the trimmed tokenizer still produces (same span, "
             "same piece); length: change in token count; unchanged: texts tokenised exactly as before"
         )
+
+
+def _coverage_table(title: str, coverage: Mapping[str, LanguageCoverage]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for name in ("language", "texts", "tokens", "coverage", "length", "<unk>", "unchanged"):
+        table.add_column(name, justify="left" if name == "language" else "right", no_wrap=True)
+    for language, counts in coverage.items():
+        table.add_row(
+            language,
+            f"{counts.texts:,}",
+            f"{counts.tokens:,}",
+            f"{counts.coverage:.2%}",
+            f"{counts.length_ratio - 1:+.1%}",
+            f"{counts.unknown_after:,}",
+            f"{counts.unchanged_text_share:.1%}",
+        )
+    return table
 
 
 @dataclass
@@ -262,20 +270,35 @@ def trim_vocabulary(
     texts_by_language: Mapping[str, Sequence[str]],
     *,
     min_count: int = 1,
-    max_vocab: int | None = None,
+    max_vocab: int | float | None = None,
+    general: Sequence[str] = (),
+    tokens_per_language: int = DEFAULT_TOKENS_PER_LANGUAGE,
+    languages: Sequence[str] | None = None,
     keep_tokens: Iterable[str] = (),
     keep_texts: Iterable[str] = (),
     keep_characters: CharacterPolicy = "scripts",
+    heldout: Mapping[str, Sequence[str]] | None = None,
 ) -> TrimResult:
-    """Cut ``model`` and ``tokenizer`` down to the tokens that ``texts_by_language`` uses.
+    """Cut ``model`` and ``tokenizer`` down to the tokens the served languages use.
 
     Kept, in order of precedence: the tokens the tokenizer and model config name (special and
     added tokens, post-processor and padding tokens, ``*_token_id`` of the config) and the
     structural pieces of :func:`~polydistill.models.tokenizer_surgery.structural_token_ids`;
     ``keep_tokens`` and every token of ``keep_texts`` (e.g. prompts such as ``"query: "``); the
-    fallback characters of ``keep_characters`` (see the module docstring); then the corpus
-    tokens seen at least ``min_count`` times, the most frequent first, as many as fit in
-    ``max_vocab`` tokens in all.
+    fallback characters of ``keep_characters`` (see the module docstring); then the tokens of
+    the languages, chosen by :mod:`polydistill.models.general_vocabulary`: each language's
+    token distribution mixes its corpus counts (tokens seen at least ``min_count`` times) with
+    the ``general`` sources (``wordfreq``, ``piece_scores``), and the tokens are ranked so that
+    every prefix holds each language's most likely ones.
+
+    ``max_vocab`` is the budget: a number of rows (an int) or a share of the original vocabulary
+    (a float in (0, 1)); exactly that many tokens are kept (after the ranked tokens, the
+    remaining pieces by score fill it). Without a budget every corpus token seen ``min_count``
+    times is kept (so the trimmed model is exact on its corpus), plus, with ``general``
+    sources, each language's ``tokens_per_language`` most likely tokens. ``languages`` are the
+    served languages (default: those of the corpus); the general sources are consulted for
+    each. ``heldout`` texts per language are not used for the choice: the report says how much
+    of them the kept tokens tokenise unchanged.
 
     ``model`` is modified in place and returned (copy it first to keep the original); it may
     be a bare encoder, a masked-LM or a sequence-classification model. The returned tokenizer
@@ -284,15 +307,20 @@ def trim_vocabulary(
     """
     import torch
 
+    from polydistill.data.sources import UNTAGGED
+
     started = time.perf_counter()
     if min_count < 1:
         raise PolydistillError(f"min_count must be at least 1, not {min_count}")
     if keep_characters not in CHARACTER_POLICIES:
         raise PolydistillError(f"keep_characters must be one of {', '.join(CHARACTER_POLICIES)}, not {keep_characters!r}")
+    if tokens_per_language < 1:
+        raise PolydistillError(f"tokens_per_language must be at least 1, not {tokens_per_language}")
     texts_by_language = {language: list(texts) for language, texts in texts_by_language.items()}
     keep_texts = list(keep_texts)
     if not any(texts_by_language.values()):
         raise DataError("the corpus for vocabulary trimming is empty; give texts for at least one language")
+    served = list(languages) if languages is not None else list(texts_by_language)
 
     state = surgery.tokenizer_state(tokenizer)
     model_type = surgery.tokenizer_model_type(state)
@@ -306,9 +334,20 @@ def trim_vocabulary(
             f"the tokenizer has ids up to {max(tokens)} but the model's embedding matrix has only "
             f"{rows} rows; tokenizer and model do not belong together"
         )
+    budget = vocabulary_budget(max_vocab, len(tokens))
 
     encoder = _plain_encoder(tokenizer)
-    counts, corpus_characters = _count_tokens(encoder, texts_by_language)
+    counts_by_language, characters_by_language = _count_tokens(encoder, texts_by_language)
+    distributions = language_distributions(
+        encoder,
+        state,
+        counts_by_language,
+        {language: _scripts(characters) for language, characters in characters_by_language.items()},
+        [language for language in served if language != UNTAGGED],
+        sources=general,
+        min_count=min_count,
+    )
+    corpus_characters = set().union(*characters_by_language.values()) | distributions.characters
 
     # Why each token stays, in order of precedence; a token is counted under its first reason.
     required = {token_ids[token] for token in surgery.referenced_tokens(state) if token in token_ids}
@@ -320,23 +359,27 @@ def trim_vocabulary(
     requested = _requested_ids(keep_tokens, keep_texts, token_ids, encoder) - required
     characters = _character_ids(state, keep_characters, corpus_characters) - required - requested
     always = required | requested
-    frequent = sorted(
-        (token_id for token_id, count in counts.items() if count >= min_count and token_id not in always),
-        key=lambda token_id: (-counts[token_id], token_id),
-    )
-    if max_vocab is not None:
+    mixtures = {language: distributions.mixture(language) for language in distributions.languages}
+    ranked = [token_id for token_id in ranked_tokens(mixtures) if token_id not in always]
+    if budget is None:
+        corpus_tokens = {token_id for counts in counts_by_language.values() for token_id, count in counts.items() if count >= min_count}
+        if general:
+            corpus_tokens |= {token_id for mixture in mixtures.values() for token_id in _top(mixture, tokens_per_language)}
+        chosen = corpus_tokens - always
+    else:
         fixed = len(always | characters)
-        if fixed > max_vocab:
+        if fixed > budget:
             raise PolydistillError(
-                f"max_vocab {max_vocab:,} is smaller than the {fixed:,} tokens that must stay "
+                f"max_vocab {budget:,} is smaller than the {fixed:,} tokens that must stay "
                 f"({len(required):,} special and structural, {len(requested):,} requested, "
                 f"{len(characters):,} fallback characters with keep_characters={keep_characters!r}); "
                 "raise max_vocab or keep fewer characters (keep_characters='corpus' or 'none')"
             )
-        frequent = _fill_budget(frequent, characters, max_vocab - fixed)
-    corpus_kept = set(frequent)
+        chosen = _fill_budget(ranked, _by_score(state), always | characters, budget - fixed)
+    corpus_kept = {token_id for token_id in chosen if any(counts.get(token_id, 0) >= min_count for counts in counts_by_language.values())}
     characters -= corpus_kept
-    kept = required | requested | corpus_kept | characters
+    general_kept = chosen - corpus_kept - characters
+    kept = required | requested | corpus_kept | general_kept | characters
 
     specials = surgery.special_token_ids(state, tokenizer)
     old_ids = (
@@ -358,6 +401,11 @@ def trim_vocabulary(
     coverage = _coverage(
         encoder, new_encoder, texts_by_language, old_to_new, old_unk=_unknown_id(tokenizer), new_unk=_unknown_id(new_tokenizer)
     )
+    heldout_coverage = (
+        _coverage(encoder, new_encoder, heldout, old_to_new, old_unk=_unknown_id(tokenizer), new_unk=_unknown_id(new_tokenizer))
+        if heldout
+        else {}
+    )
     _check_faithful(encoder, new_encoder, keep_texts, old_to_new)
     _check_position_ids(model, input_embeddings.padding_idx, old_to_new)
 
@@ -376,31 +424,73 @@ def trim_vocabulary(
             "special_and_structural": len(required),
             "requested": len(requested),
             "corpus": len(corpus_kept),
+            "general_text": len(general_kept),
             "fallback_characters": len(characters),
         },
         min_count=min_count,
-        max_vocab=max_vocab,
+        max_vocab=budget,
         keep_characters=keep_characters,
         coverage=coverage,
+        heldout_coverage=heldout_coverage,
+        general=list(general),
+        sources_by_language=distributions.describe() if general else {},
         seconds=time.perf_counter() - started,
     )
     return TrimResult(model=model, tokenizer=new_tokenizer, report=report, old_ids=old_ids)
 
 
-def _fill_budget(frequent: list[int], characters: set[int], room: int) -> list[int]:
-    """The most frequent tokens that fit in ``room`` slots beside the reserved characters.
+def vocabulary_budget(max_vocab: int | float | None, vocabulary_size: int) -> int | None:
+    """``max_vocab`` as a number of rows: an int is one, a float in (0, 1) a share of ``vocabulary_size``."""
+    if max_vocab is None:
+        return None
+    if isinstance(max_vocab, bool) or not isinstance(max_vocab, int | float):
+        raise PolydistillError(f"max_vocab must be a number of tokens or a share of the vocabulary, not {max_vocab!r}")
+    if isinstance(max_vocab, float):
+        if not 0 < max_vocab < 1:
+            raise PolydistillError(f"max_vocab {max_vocab} as a share of the vocabulary must be between 0 and 1 (exclusive)")
+        return max(1, round(max_vocab * vocabulary_size))
+    if max_vocab < 1:
+        raise PolydistillError(f"max_vocab must be at least 1, not {max_vocab}")
+    if max_vocab >= vocabulary_size:
+        raise PolydistillError(f"max_vocab {max_vocab:,} is not smaller than the vocabulary ({vocabulary_size:,} tokens); nothing to trim")
+    return max_vocab
 
-    Fallback characters have their slots already (they keep unseen text off ``<unk>``), so the
-    frequent ones among them cost nothing here.
+
+def _fill_budget(ranked: Sequence[int], by_score: Sequence[int], reserved: set[int], room: int) -> set[int]:
+    """``room`` tokens beside the ``reserved`` ones: the ranked tokens first, then the rest by piece score.
+
+    Reserved tokens (special, requested, fallback characters) have their slots already, so the
+    ranked ones among them cost nothing here.
     """
-    chosen: list[int] = []
-    for token_id in frequent:
-        if token_id in characters:
-            chosen.append(token_id)
+    chosen: set[int] = set()
+    for token_id in ranked:
+        if token_id in reserved:
+            chosen.add(token_id)
         elif room > 0:
-            chosen.append(token_id)
+            chosen.add(token_id)
+            room -= 1
+    for token_id in by_score:
+        if room <= 0:
+            break
+        if token_id not in reserved and token_id not in chosen:
+            chosen.add(token_id)
             room -= 1
     return chosen
+
+
+def _by_score(state: Mapping[str, Any]) -> list[int]:
+    """Every token id, most likely first: by Unigram piece score, else (WordPiece) in vocabulary order."""
+    scores = piece_scores(state)
+    ids = list(range(len(surgery.model_vocabulary(state))))
+    return sorted(ids, key=lambda token_id: -scores[token_id]) if scores is not None else ids
+
+
+def _top(distribution: Mapping[int, float], count: int) -> list[int]:
+    return sorted(distribution, key=lambda token_id: (-distribution[token_id], token_id))[:count]
+
+
+def _scripts(characters: Iterable[str]) -> set[str]:
+    return {script for character in characters if (script := character_script(character)) is not None}
 
 
 def _plain_encoder(tokenizer: Any) -> Any:
@@ -421,21 +511,23 @@ def _batches(texts: Sequence[str], size: int = ENCODE_BATCH) -> Iterable[Sequenc
         yield texts[start : start + size]
 
 
-def _count_tokens(encoder: Any, texts_by_language: Mapping[str, Sequence[str]]) -> tuple[Counter[int], set[str]]:
-    """How often each token id occurs in the corpus, and which characters the corpus holds."""
+def _count_tokens(encoder: Any, texts_by_language: Mapping[str, Sequence[str]]) -> tuple[dict[str, Counter[int]], dict[str, set[str]]]:
+    """Per language: how often each token id occurs in its texts, and which characters they hold."""
     from tqdm.auto import tqdm
 
-    counts: Counter[int] = Counter()
-    characters: set[str] = set()
+    counts: dict[str, Counter[int]] = {}
+    characters: dict[str, set[str]] = {}
     normalizer = encoder.normalizer
     total = sum(len(texts) for texts in texts_by_language.values())
     with tqdm(total=total, desc="counting tokens", unit="text", disable=None, leave=False) as progress:
-        for texts in texts_by_language.values():
+        for language, texts in texts_by_language.items():
+            language_counts = counts.setdefault(language, Counter())
+            language_characters = characters.setdefault(language, set())
             for batch in _batches(texts):
                 for encoding in encoder.encode_batch(list(batch), add_special_tokens=False):
-                    counts.update(encoding.ids)
+                    language_counts.update(encoding.ids)
                 for text in batch:
-                    characters.update(normalizer.normalize_str(text) if normalizer is not None else text)
+                    language_characters.update(normalizer.normalize_str(text) if normalizer is not None else text)
                 progress.update(len(batch))
     return counts, characters
 
@@ -453,29 +545,6 @@ def _requested_ids(keep_tokens: Iterable[str], keep_texts: Iterable[str], token_
     return ids
 
 
-def character_script(character: str) -> str | None:
-    """The writing system of a letter or mark, from its Unicode name; None for shared characters.
-
-    An approximation of the Unicode Script property (which the standard library lacks): the
-    first word of the name (``CYRILLIC SMALL LETTER A``), with Han and kana named as such.
-    Digits, punctuation, symbols and combining marks return None.
-    """
-    if unicodedata.category(character)[0] not in "LM":
-        return None
-    words = unicodedata.name(character, "").split()
-    while len(words) > 1 and words[0] in _NAME_QUALIFIERS:
-        words = words[1:]
-    if not words or words[0] in _NO_SCRIPT:
-        return None
-    return _SCRIPT_ALIASES.get(words[0], words[0].title())
-
-
-def _is_shared_character(character: str) -> bool:
-    return character_script(character) is None and (
-        unicodedata.category(character) in _SHARED_CATEGORIES or unicodedata.category(character)[0] == "M"
-    )
-
-
 def _character_ids(state: Mapping[str, Any], policy: str, corpus_characters: set[str]) -> set[int]:
     """Ids of the single-character pieces ``policy`` keeps for unseen text (module docstring)."""
     pieces = surgery.character_token_ids(state)
@@ -490,7 +559,7 @@ def _character_ids(state: Mapping[str, Any], policy: str, corpus_characters: set
         chosen = [
             character
             for character in pieces
-            if character in corpus_characters or character_script(character) in scripts or _is_shared_character(character)
+            if character in corpus_characters or character_script(character) in scripts or is_shared_character(character)
         ]
     return {token_id for character in chosen for token_id in pieces[character]}
 

@@ -12,15 +12,29 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from polydistill.compress.probes import QualityProbe
-    from polydistill.config import RunConfig
+    from polydistill.config import DataSourceConfig, RunConfig
+
+
+@dataclass
+class EvaluationSet:
+    """One source of ``data.eval``, read: scored and reported on its own (``eval_sets`` of metrics.json)."""
+
+    #: what reports call it (the source's ``name``, or the one derived from its path)
+    name: str
+    #: the config field that gives it (``data.eval`` or ``data.eval.<i>``)
+    field: str
+    #: the source as the config wrote it (``catalogs:sphinx``, ``data/legal.jsonl``, with its split)
+    source: str
+    dataset: Any
 
 
 @dataclass
@@ -28,9 +42,32 @@ class TaskData:
     """A run's data, read from its sources into the task's canonical columns."""
 
     train: Any
+    #: the primary test set (the first of ``data.eval``): what the top-level figures, the verdict,
+    #: the noise and efficiency measurements and the compression checks use
     evaluation: Any | None
     #: the classes, for tasks that have them (the teacher's order)
     label_names: list[str] | None = None
+    #: every evaluation set, the primary (``evaluation``) first, each reported separately
+    evaluation_sets: list[EvaluationSet] = dataclass_field(default_factory=list)
+
+
+def read_evaluation_sets(
+    config: RunConfig, read: Callable[[DataSourceConfig, list[str] | None], Any], label_names: list[str] | None = None
+) -> list[EvaluationSet]:
+    """Every source of ``data.eval`` read on its own with ``read(source, label_names)``, in the config's order.
+
+    Without ``label_names``, the first set with named classes fixes their ids for the ones after
+    it (as :func:`~polydistill.data.sources.read_sources` does), so a label means the same in every set.
+    """
+    from polydistill.data.columns import dataset_label_names
+
+    sets = []
+    for field_name, name, source in config.data.named_eval_sources:
+        dataset = read(source, label_names)
+        label_names = label_names or dataset_label_names(dataset)
+        described = source.path if source.split is None else f"{source.path} (split {source.split})"
+        sets.append(EvaluationSet(name, field_name, described, dataset))
+    return sets
 
 
 @dataclass
@@ -73,8 +110,12 @@ class Task(Protocol):
 
     def save_student(self, config: RunConfig, student: Any, tokenizer: Any, directory: Path) -> None: ...
 
-    def evaluate(self, config: RunConfig, output_dir: Path, models: TrainedModels, evaluation: Any) -> dict[str, Any]:
-        """Per-language quality of teacher and student, their size and speed; writes metrics.json and the report."""
+    def evaluate(
+        self, config: RunConfig, output_dir: Path, models: TrainedModels, evaluation: Any, evaluation_sets: Sequence[EvaluationSet] = ()
+    ) -> dict[str, Any]:
+        """Per-language quality of teacher and student on ``evaluation`` (the primary test set), their size and
+        speed, and per-language quality on every one of ``evaluation_sets`` (``eval_sets``, the primary first);
+        writes metrics.json and the report."""
         ...
 
     def load_saved_student(self, config: RunConfig, directory: Path) -> tuple[Any, Any]:

@@ -3,18 +3,22 @@
 The teacher is a classifier with a trained head, or an encoder that ``teacher.finetune`` first
 teaches the task; its label names fix the classes' order for every source. The student is saved
 as a Hugging Face directory that ``pipeline("text-classification", model=...)`` loads, and
-evaluated per language by accuracy and macro precision, recall and F1 beside the teacher.
+evaluated per language by accuracy and macro precision, recall and F1 beside the teacher. An
+evaluation source after the first may lack gold labels (text of another domain, which the task's
+classes do not label): it is scored against the teacher's predictions instead, per language, by
+the student's agreement with them (``"reference": "teacher"`` in metrics.json).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from polydistill.compress.probes import ClassificationProbe
+from polydistill.config_yaml import config_location
 from polydistill.console import console
 from polydistill.data.columns import language_column
 from polydistill.data.sources import read_labelled, read_sources, require_gold_labels, teacher_text_column, with_source_rows
@@ -22,7 +26,7 @@ from polydistill.errors import ConfigError
 from polydistill.evaluation.efficiency import settings_for
 from polydistill.evaluation.evaluate import dataset_label_names, evaluate_run
 from polydistill.models.loading import classifier_label_names, load_classifier, load_tokenizer, save_model_dir
-from polydistill.tasks.base import TaskData, TrainedModels, register_task
+from polydistill.tasks.base import EvaluationSet, TaskData, TrainedModels, read_evaluation_sets, register_task
 from polydistill.training.finetune import FINETUNED_TEACHER_DIRNAME, finetune_teacher
 from polydistill.training.provenance import run_summary
 
@@ -50,16 +54,15 @@ class Classification:
             label_names,
         )
         label_names = label_names or dataset_label_names(train)
-        evaluation = None
-        if config.data.eval is not None:
-            evaluation = read_sources(
-                config.data.eval_sources,
-                lambda source, names: read_labelled(source, config, tokenizer=tokenizer, label_names=names),
-                label_names,
-            )
+        # each test set on its own, with the training data's classes: a label means the same in every set
+        sets = read_evaluation_sets(
+            config, lambda source, names: read_labelled(source, config, tokenizer=tokenizer, label_names=names), label_names
+        )
+        if sets and "label" not in sets[0].dataset.column_names:
+            _refuse_unlabelled_primary(config, sets[0])
         if config.teacher.finetune is not None:  # read (again, when fine-tuning) now: its errors come before a run writes anything
             read_labelled(config.teacher.finetune.data, config, tokenizer=tokenizer, label_names=label_names)
-        return TaskData(train, evaluation, label_names)
+        return TaskData(train, sets[0].dataset if sets else None, label_names, sets)
 
     def prepare_teacher(self, config: RunConfig, teacher_dir: Path, output_dir: Path, data: TaskData) -> Path:
         if config.teacher.finetune is None:
@@ -84,7 +87,9 @@ class Classification:
     def save_student(self, config: RunConfig, student: Any, tokenizer: Any, directory: Path) -> None:
         save_model_dir(student, tokenizer, directory)
 
-    def evaluate(self, config: RunConfig, output_dir: Path, models: TrainedModels, evaluation: Any) -> dict[str, Any]:
+    def evaluate(
+        self, config: RunConfig, output_dir: Path, models: TrainedModels, evaluation: Any, evaluation_sets: Sequence[EvaluationSet] = ()
+    ) -> dict[str, Any]:
         from polydistill.evaluation.noise import NoiseSettings
 
         assert config.data.eval is not None  # evaluation data are read from data.eval only
@@ -105,6 +110,7 @@ class Classification:
             efficiency=settings_for(config.evaluation.efficiency, max_length=config.data.max_length),
             noise=None if config.evaluation.noise is None else NoiseSettings(**config.evaluation.noise.model_dump()),
             teacher_text_column=teacher_text_column(evaluation),
+            evaluation_sets=evaluation_sets,
         )
 
     def load_saved_student(self, config: RunConfig, directory: Path) -> tuple[Any, Any]:
@@ -122,3 +128,15 @@ class Classification:
             max_length=config.data.max_length,
             batch_size=config.evaluation.batch_size,
         )
+
+
+def _refuse_unlabelled_primary(config: RunConfig, primary: EvaluationSet) -> None:
+    """The first evaluation source is the primary test set: the verdict, the per-language table, the noise
+    scores and the compression checks score the student against its gold labels. Text without labels is
+    scored against the teacher's predictions, and only as a later ``data.eval`` source."""
+    raise ConfigError(
+        f"{config_location(config, f'{primary.field}.path')}: {primary.field}: '{primary.source}' has no gold labels, but the "
+        "first evaluation source is the primary test set, which the verdict, the per-language table and the compression checks "
+        "score against gold labels; expected a labelled source first (text without labels is scored against the teacher's "
+        "predictions as a later source of data.eval)"
+    )

@@ -10,7 +10,7 @@ how well it keeps the teacher's similarity structure.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -18,13 +18,13 @@ from polydistill.compress.probes import EmbeddingsProbe
 from polydistill.data.columns import language_column
 from polydistill.data.sources import read_pairs, read_sources
 from polydistill.evaluation.efficiency import measure_teacher_and_student, settings_dict, settings_for
-from polydistill.evaluation.evaluate import METRICS_FILENAME, build_metrics_document, write_metrics
+from polydistill.evaluation.evaluate import METRICS_FILENAME, build_metrics_document, score_eval_sets, write_metrics
 from polydistill.evaluation.report import write_report
 from polydistill.evaluation.retrieval import evaluate_embeddings
 from polydistill.models.loading import load_encoder, load_tokenizer, save_model_dir
 from polydistill.models.pooling import encoder_function
 from polydistill.models.sentence_transformers_files import write_sentence_transformers_files
-from polydistill.tasks.base import TaskData, TrainedModels, register_task
+from polydistill.tasks.base import EvaluationSet, TaskData, TrainedModels, read_evaluation_sets, register_task
 from polydistill.training.provenance import run_summary
 
 if TYPE_CHECKING:
@@ -47,8 +47,8 @@ class Embeddings:
             return read_pairs(source, config, tokenizer=tokenizer)
 
         train = read_sources(config.data.train_sources, read)
-        evaluation = read_sources(config.data.eval_sources, read) if config.data.eval else None
-        return TaskData(train, evaluation)
+        sets = read_evaluation_sets(config, read)  # each test set on its own
+        return TaskData(train, sets[0].dataset if sets else None, evaluation_sets=sets)
 
     def prepare_teacher(self, config: RunConfig, teacher_dir: Path, output_dir: Path, data: TaskData) -> Path:
         return teacher_dir
@@ -62,14 +62,20 @@ class Embeddings:
     def save_student(self, config: RunConfig, student: Any, tokenizer: Any, directory: Path) -> None:
         save_sentence_transformer(student, tokenizer, directory, prefix=config.student_prefix, max_seq_length=config.data.max_length)
 
-    def evaluate(self, config: RunConfig, output_dir: Path, models: TrainedModels, evaluation: Any) -> dict[str, Any]:
-        """Translation retrieval per language, similarity-structure retention, size and speed."""
+    def evaluate(
+        self, config: RunConfig, output_dir: Path, models: TrainedModels, evaluation: Any, evaluation_sets: Sequence[EvaluationSet] = ()
+    ) -> dict[str, Any]:
+        """Translation retrieval per language, similarity-structure retention, size and speed on the primary
+        test set; retrieval and similarity structure on every one of ``evaluation_sets`` (``eval_sets``)."""
         max_length = config.data.max_length
-        quality = evaluate_embeddings(
-            encoder_function(models.student, models.tokenizer, prefix=config.student_prefix, max_length=max_length),
-            evaluation,
-            teacher_encode=encoder_function(models.teacher, models.teacher_tokenizer, prefix=config.teacher.prefix, max_length=max_length),
-        )
+        student_encode = encoder_function(models.student, models.tokenizer, prefix=config.student_prefix, max_length=max_length)
+        teacher_encode = encoder_function(models.teacher, models.teacher_tokenizer, prefix=config.teacher.prefix, max_length=max_length)
+        quality = evaluate_embeddings(student_encode, evaluation, teacher_encode=teacher_encode)
+        eval_sets = None
+        if evaluation_sets:
+            eval_sets = score_eval_sets(
+                quality, evaluation_sets, lambda pairs: evaluate_embeddings(student_encode, pairs, teacher_encode=teacher_encode)
+            )
         efficiency = settings_for(config.evaluation.efficiency, max_length=max_length)
         teacher_efficiency = student_efficiency = None
         if efficiency is not None:
@@ -92,6 +98,7 @@ class Embeddings:
             student_efficiency=student_efficiency,
             config=run_summary(config),
             meta={"max_length": max_length, "efficiency_settings": None if efficiency is None else settings_dict(efficiency)},
+            eval_sets=eval_sets,
         )
         write_metrics(output_dir / METRICS_FILENAME, document)
         write_report(output_dir)

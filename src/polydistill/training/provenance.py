@@ -130,7 +130,8 @@ def resolved_config(config: RunConfig, output_dir: Path) -> dict[str, Any]:
     if config.student.model:
         data["student"]["model"] = config.resolve_model(config.student.model)
     if config.student.trim_vocabulary:
-        data["student"]["trim_vocabulary"]["corpus"] = [config.resolve_corpus(spec) for spec in config.student.trim_vocabulary.corpus]
+        for key in ("corpus", "heldout"):
+            data["student"]["trim_vocabulary"][key] = [config.resolve_corpus(spec) for spec in getattr(config.student.trim_vocabulary, key)]
     absolute(data["data"]["train"])
     absolute(data["data"].get("eval"))
     if data["teacher"].get("finetune"):

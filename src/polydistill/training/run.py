@@ -134,7 +134,7 @@ def _train_and_evaluate(
     console.print(f"[bold green]Student saved[/] to {result.student_dir}")
     if data.evaluation is not None:
         models = TrainedModels(teacher, teacher_tokenizer, teacher_dir, student, tokenizer, result.student_dir)
-        result.metrics = task.evaluate(config, output_dir, models, data.evaluation)
+        result.metrics = task.evaluate(config, output_dir, models, data.evaluation, data.evaluation_sets)
         write_model_card(
             result.student_dir,
             result.metrics,

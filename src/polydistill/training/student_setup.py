@@ -14,6 +14,7 @@ from typing import Any
 from polydistill.config import RunConfig
 from polydistill.console import console
 from polydistill.data.columns import language_column
+from polydistill.data.languages import normalize_languages
 from polydistill.data.sampling import texts_by_language
 from polydistill.data.sources import corpus_texts_by_language
 from polydistill.errors import ConfigError
@@ -49,14 +50,19 @@ def prepare_student(config: RunConfig, base: Any, tokenizer: Any, teacher: Any, 
     student = built.model
     if student_config.trim_vocabulary:
         trim = student_config.trim_vocabulary
+        heldout = [config.resolve_corpus(spec) for spec in trim.heldout]
         trimmed = trim_vocabulary(
             student,
             tokenizer,
             corpus_texts_by_language([config.resolve_corpus(spec) for spec in trim.corpus], trim.languages),
+            languages=normalize_languages(trim.languages),
             min_count=trim.min_count,
             max_vocab=trim.max_vocab,
+            general=trim.general,
+            tokens_per_language=trim.tokens_per_language,
             keep_characters=trim.keep_characters,
             keep_texts=[config.student_prefix] if config.student_prefix else (),
+            heldout=corpus_texts_by_language(heldout, trim.languages, require_all=False) if heldout else None,
         )
         student, tokenizer = trimmed.model, trimmed.tokenizer
         trimmed.report.print_table()

@@ -3,7 +3,9 @@
 The report answers one question first: is the student good enough, and in which languages is
 it not? A verdict line comes first (pooled, median and worst comparable language), then the
 per-language table sorted worst first with retention flags (>= 95% ok, 90-95% warn, < 90% bad;
-languages too small or with one class are marked, never flagged), the plots, the most frequent
+languages too small or with one class are marked, never flagged), each test set on its own when
+the run has several (the first is the primary one, which everything else is about; a set without
+gold labels shows the student's agreement with the teacher instead), the plots, the most frequent
 confusions, robustness to noise, the efficiency table with ratios, the compression ladder when
 the run has one, and every metric. The rooms: :mod:`.summary`
 (verdict, flags, rows, tables, numbers as text), :mod:`.plots`, :mod:`.ladder` (the compression
@@ -40,6 +42,7 @@ from polydistill.evaluation.report.summary import (
     RETENTION_OK,
     RETENTION_WARN,
     SMALL_SAMPLE,
+    EvalSetSummary,
     LanguageRow,
     ci_note,
     config_items,
@@ -47,14 +50,21 @@ from polydistill.evaluation.report.summary import (
     detail_table,
     efficiency_ratio,
     efficiency_table,
+    eval_set_line,
+    eval_set_metrics,
+    eval_set_summaries,
+    eval_sets_note,
+    eval_sets_table,
     format_count,
     format_efficiency,
     format_interval,
     format_metric,
     format_percent,
+    has_eval_sets,
     has_noise,
     has_teacher,
     headline,
+    held_out_sentence,
     language_label,
     language_name,
     language_rows,
@@ -83,6 +93,7 @@ __all__ = [
     "RETENTION_WARN",
     "SMALL_SAMPLE",
     "CheckLine",
+    "EvalSetSummary",
     "LanguageRow",
     "check_lines",
     "ci_note",
@@ -91,15 +102,22 @@ __all__ = [
     "detail_table",
     "efficiency_ratio",
     "efficiency_table",
+    "eval_set_line",
+    "eval_set_metrics",
+    "eval_set_summaries",
+    "eval_sets_note",
+    "eval_sets_table",
     "format_count",
     "format_efficiency",
     "format_interval",
     "format_metric",
     "format_percent",
     "has_compression",
+    "has_eval_sets",
     "has_noise",
     "has_teacher",
     "headline",
+    "held_out_sentence",
     "is_compression_only",
     "ladder_language_table",
     "ladder_table",

@@ -27,6 +27,10 @@ from polydistill.evaluation.report.summary import (
     confusion_table,
     detail_table,
     efficiency_table,
+    eval_set_line,
+    eval_set_summaries,
+    eval_sets_note,
+    eval_sets_table,
     language_table,
     measurement_note,
     noise_note,
@@ -63,6 +67,10 @@ def render_markdown(metrics: Mapping[str, Any], paths: Mapping[str, Path], run: 
     note = ci_note(metrics)
     if note:
         lines += [note, ""]
+    sets = eval_sets_table(metrics)
+    if sets is not None:
+        lines += ["## Evaluation sets", "", *(f"- {eval_set_line(metrics, summary)}" for summary in eval_set_summaries(metrics)), ""]
+        lines += [*markdown_table(*sets), "", eval_sets_note(metrics), ""]
     lines += ["## Plots", ""]
     for plot_key, caption, _ in _PLOTS:
         if plot_key in paths:
@@ -150,6 +158,14 @@ def render_html(metrics: Mapping[str, Any], paths: Mapping[str, Path]) -> str:
     note = ci_note(metrics)
     if note:
         parts.append(f'<p class="note">{esc(note)}</p>')
+    sets = eval_sets_table(metrics)
+    if sets is not None:
+        parts.append("<h2>Evaluation sets</h2>")
+        parts.append(
+            "<ul>" + "".join(f"<li>{esc(eval_set_line(metrics, summary))}</li>" for summary in eval_set_summaries(metrics)) + "</ul>"
+        )
+        parts.append(_html_table(*sets))
+        parts.append(f'<p class="note">{esc(eval_sets_note(metrics))}</p>')
     for plot_key, _, alt in _PLOTS:
         if plot_key in paths:
             encoded = base64.b64encode(paths[plot_key].read_bytes()).decode("ascii")

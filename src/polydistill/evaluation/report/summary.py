@@ -14,7 +14,7 @@ from typing import Any
 
 from polydistill.evaluation.efficiency import EFFICIENCY_KEYS
 from polydistill.evaluation.metrics import MIN_EXAMPLES, headline_summary, is_comparable, primary_metric_for
-from polydistill.evaluation.metrics_file import UNDETERMINED_LANGUAGE
+from polydistill.evaluation.metrics_file import FIDELITY_PREFIX, GOLD_REFERENCE, TEACHER_REFERENCE, UNDETERMINED_LANGUAGE
 from polydistill.sizes import format_bytes
 
 RETENTION_OK = 0.95
@@ -28,6 +28,10 @@ _METRIC_NAMES = {
     "macro_recall": "macro recall",
     "macro_f1": "macro-F1",
     "agreement": "agreement with teacher",
+    "fidelity_accuracy": "accuracy against the teacher's classes",
+    "fidelity_macro_precision": "macro precision against the teacher's classes",
+    "fidelity_macro_recall": "macro recall against the teacher's classes",
+    "fidelity_macro_f1": "macro-F1 against the teacher's classes",
     "top1_en_to_x": "top-1 en→x",
     "top1_x_to_en": "top-1 x→en",
     "mrr": "MRR",
@@ -249,7 +253,9 @@ def verdict(metrics: Mapping[str, Any]) -> tuple[str, str]:
     Only pooled figures, medians and worst languages, over the comparable languages: a mean of
     per-language ratios is left out, since one language with a tiny teacher score dominates it.
     Status: "bad"/"warn" when a comparable language keeps less than 90%/95% of the teacher,
-    "warn" too when no language is comparable, "none" without a teacher.
+    "warn" too when no language is comparable, "none" without a teacher. All of it is about the
+    primary test set; with several, one sentence more names the weakest held-out set's figures
+    (:func:`held_out_sentence`), which do not change the status.
     """
     key = primary_metric(metrics)
     name = metric_name(key)
@@ -316,6 +322,9 @@ def verdict(metrics: Mapping[str, Any]) -> tuple[str, str]:
     efficiency = _efficiency_sentence(metrics)
     if efficiency:
         sentence += " " + efficiency
+    held_out = held_out_sentence(metrics)
+    if held_out:
+        sentence += " " + held_out
     if not with_teacher:
         return "none", sentence
     status = "bad" if bad else "warn" if warn or not comparable else "ok"
@@ -361,6 +370,181 @@ def status_headline(metrics: Mapping[str, Any], status: str) -> str:
     if status == "bad":
         return f"Not good enough in {bad} of {total} comparable languages" + (f", borderline in {warn} more" if warn else "") + tail
     return f"Borderline in {warn} of {total} comparable languages{tail}"
+
+
+# --- several evaluation sets --------------------------------------------------------------
+
+
+def has_eval_sets(metrics: Mapping[str, Any]) -> bool:
+    """True when the run was scored on more than one test set (``eval_sets`` of metrics.json)."""
+    return len(metrics.get("eval_sets") or {}) > 1
+
+
+def eval_set_metrics(metrics: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """One evaluation set as a document of its own (its ``languages`` and ``overall``; the file's task,
+    primary metric and meta), so every per-language helper here reads it as it reads the top level."""
+    entry = metrics["eval_sets"][name]
+    return {**metrics, "languages": dict(entry.get("languages") or {}), "overall": dict(entry.get("overall") or {})}
+
+
+def against_teacher(entry: Mapping[str, Any]) -> bool:
+    """Whether an entry of ``eval_sets`` was scored against the teacher's predictions (text without gold labels)."""
+    return entry.get("reference") == TEACHER_REFERENCE
+
+
+@dataclass(frozen=True)
+class EvalSetSummary:
+    """One evaluation set in figures: the mean and the worst of its comparable languages, by retention
+    of the primary metric (by the student's score when there is no teacher; by the student's agreement
+    with the teacher on a set without gold labels, ``reference`` "teacher")."""
+
+    name: str
+    field: str
+    source: str
+    primary: bool
+    with_teacher: bool
+    comparable: int
+    languages: int
+    mean: float | None
+    worst: float | None
+    worst_language: str | None
+    reference: str = GOLD_REFERENCE
+
+
+def eval_set_summaries(metrics: Mapping[str, Any]) -> list[EvalSetSummary]:
+    """Every set of ``eval_sets`` in the file's order (the primary first), from the same rows as the
+    per-language table: languages that are not comparable are left out of the mean and the worst."""
+    summaries = []
+    for index, (name, entry) in enumerate((metrics.get("eval_sets") or {}).items()):
+        view = eval_set_metrics(metrics, name)
+        with_teacher = has_teacher(view)
+        rows = [row for row in language_rows(view) if row.comparable]
+        if against_teacher(entry):
+            values = {row.code: row.agreement for row in rows}
+        else:
+            values = {row.code: row.retention if with_teacher else row.student for row in rows}
+        defined = {code: value for code, value in values.items() if value is not None}
+        worst_language = min(defined, key=lambda code: (defined[code], code)) if defined else None
+        summaries.append(
+            EvalSetSummary(
+                name=str(name),
+                field=str(entry.get("field") or ""),
+                source=str(entry.get("source") or ""),
+                primary=index == 0,
+                with_teacher=with_teacher,
+                comparable=len(rows),
+                languages=len(view["languages"]),
+                mean=sum(defined.values()) / len(defined) if defined else None,
+                worst=None if worst_language is None else defined[worst_language],
+                worst_language=worst_language,
+                reference=TEACHER_REFERENCE if against_teacher(entry) else GOLD_REFERENCE,
+            )
+        )
+    return summaries
+
+
+def _set_figures(metrics: Mapping[str, Any], summary: EvalSetSummary) -> str:
+    if summary.mean is None:
+        return f"no comparable language among {summary.languages}"
+    count = f"{summary.comparable} comparable language{'s' if summary.comparable != 1 else ''}"
+    if summary.reference == TEACHER_REFERENCE:
+        return (
+            f"student agrees with the teacher on {format_percent(summary.mean)} of texts (mean over {count}), "
+            f"worst {summary.worst_language} ({format_percent(summary.worst)})"
+        )
+    if summary.with_teacher:
+        return (
+            f"mean retention {format_percent(summary.mean)} over {count}, worst {summary.worst_language} ({format_percent(summary.worst)})"
+        )
+    name = metric_name(primary_metric(metrics))
+    return (
+        f"mean student {name} {format_metric(summary.mean)} over {count}, lowest {summary.worst_language} ({format_metric(summary.worst)})"
+    )
+
+
+def eval_set_line(metrics: Mapping[str, Any], summary: EvalSetSummary) -> str:
+    """ "name (field, source): mean retention ..., worst language (...)" for one set."""
+    against = "no gold labels: scored against the teacher's predictions" if summary.reference == TEACHER_REFERENCE else ""
+    where = ", ".join(part for part in (summary.field, summary.source, "primary" if summary.primary else "", against) if part)
+    return f"{summary.name} ({where}): {_set_figures(metrics, summary)}"
+
+
+def held_out_sentence(metrics: Mapping[str, Any]) -> str:
+    """The weakest held-out set (lowest mean) in one sentence, or "" with one test set; sets without gold
+    labels (scored by agreement with the teacher, another scale) get a sentence of their own."""
+    held_out = [summary for summary in eval_set_summaries(metrics) if not summary.primary] if has_eval_sets(metrics) else []
+    sentences = []
+    for reference in (GOLD_REFERENCE, TEACHER_REFERENCE):
+        group = [summary for summary in held_out if summary.reference == reference]
+        if not group:
+            continue
+        scored = [summary for summary in group if summary.mean is not None]
+        weakest = min(scored, key=lambda summary: (summary.mean or 0.0, summary.name)) if scored else group[0]
+        kind = "held-out set" if reference == GOLD_REFERENCE else "held-out set without gold labels"
+        lead = f"On the {kind}" if len(group) == 1 else f"On the weakest of {len(group)} {kind}s,"
+        sentences.append(f"{lead} {weakest.name} ({weakest.field}): {_set_figures(metrics, weakest)}.")
+    return " ".join(sentences)
+
+
+def eval_sets_table(metrics: Mapping[str, Any]) -> tuple[list[str], list[list[str]]] | None:
+    """(header, rows) of "Evaluation sets": per language (and pooled), for each set, n, the teacher's and
+    the student's primary metric and the retention (for a set without gold labels, the student's agreement
+    with the teacher and its primary metric against the teacher's classes); None with one test set."""
+    if not has_eval_sets(metrics):
+        return None
+    key = primary_metric(metrics)
+    name = metric_name(key)
+    views = {set_name: eval_set_metrics(metrics, set_name) for set_name in metrics["eval_sets"]}
+    with_teacher = any(has_teacher(view) for set_name, view in views.items() if not against_teacher(metrics["eval_sets"][set_name]))
+    # per set: (column header, the cell of one language's entry)
+    gold_columns: list[tuple[str, Callable[[Mapping[str, Any]], str]]] = [
+        *([(f"teacher {name}", lambda entry: format_metric((entry.get("teacher") or {}).get(key)))] if with_teacher else []),
+        (f"student {name}", lambda entry: format_metric((entry.get("student") or {}).get(key))),
+        *([("retention", lambda entry: format_percent((entry.get("retention") or {}).get(key)))] if with_teacher else []),
+    ]
+    fidelity = FIDELITY_PREFIX + key
+    teacher_columns: list[tuple[str, Callable[[Mapping[str, Any]], str]]] = [
+        ("student agreement with teacher", lambda entry: format_percent((entry.get("student") or {}).get("agreement"))),
+        (f"student {metric_name(fidelity)}", lambda entry: format_metric((entry.get("student") or {}).get(fidelity))),
+    ]
+    columns = {set_name: teacher_columns if against_teacher(metrics["eval_sets"][set_name]) else gold_columns for set_name in views}
+    header = ["language"]
+    for set_name, set_columns in columns.items():
+        header += [f"{set_name}: n", *(f"{set_name}: {title}" for title, _ in set_columns)]
+    codes = sorted({code for view in views.values() for code in view["languages"]})
+    rows = []
+    for code in [*codes, None]:
+        cells = [language_label(code) if code is not None else "pooled (all examples)"]
+        for set_name, view in views.items():
+            entry = view["overall"] if code is None else view["languages"].get(code)
+            if entry is None:
+                cells += ["–"] * (1 + len(columns[set_name]))
+                continue
+            mark = "" if code is None or is_comparable(entry) else " (n.c.)"
+            cells.append(f"{entry.get('n', '')}{mark}")
+            cells += [cell(entry) for _, cell in columns[set_name]]
+        rows.append(cells)
+    return header, rows
+
+
+def eval_sets_note(metrics: Mapping[str, Any]) -> str:
+    """What the "Evaluation sets" section shows, and which set the rest of the report is about."""
+    first = next(iter(metrics.get("eval_sets") or {}), "the first")
+    note = (
+        f"Each test set is scored on its own, with the same metrics and comparability rules. n.c.: not comparable "
+        f"(too few test examples or, for a classifier, one gold class): shown, left out of the mean and the worst language. "
+        f"The verdict, the per-language table, noise robustness, size and speed and the compression checks are about "
+        f"the primary set, {first}."
+    )
+    unlabelled = [name for name, entry in (metrics.get("eval_sets") or {}).items() if against_teacher(entry)]
+    if unlabelled:
+        note += (
+            f" {', '.join(unlabelled)} {'has' if len(unlabelled) == 1 else 'have'} no gold labels: scored against the teacher's "
+            f"predictions, not against correct answers. Agreement is the share of texts where the student's class is the teacher's; "
+            f"{metric_name(FIDELITY_PREFIX + primary_metric(metrics))} takes the teacher's classes as the reference; a language "
+            f"there is not comparable with too few texts or one class among the teacher's predictions."
+        )
+    return note
 
 
 # --- tables ------------------------------------------------------------------------------
