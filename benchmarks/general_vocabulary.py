@@ -36,6 +36,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "general-24k-text-characters": {"general": GENERAL, "max_vocab": 24_000, "keep_characters": "corpus"},
     "general-quarter-text-characters": {"general": GENERAL, "max_vocab": 0.25, "keep_characters": "corpus"},
     "wordfreq-quarter": {"general": ["wordfreq"], "max_vocab": 0.25},
+    # no budget: every corpus token plus each language's 4,000 most likely (the default)
+    "general-default": {"general": GENERAL},
     "corpus-quarter": {"general": [], "max_vocab": 0.25},
 }
 

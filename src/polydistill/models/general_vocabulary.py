@@ -205,17 +205,14 @@ def language_distributions(
     languages: Sequence[str],
     *,
     sources: Sequence[str],
-    min_count: int = 1,
 ) -> LanguageDistributions:
-    """Each language's token distribution from its corpus counts and the ``sources`` of :data:`GENERAL_SOURCES`."""
+    """Each language's token distribution from its corpus counts (those worth counting) and the ``sources`` of
+    :data:`GENERAL_SOURCES`."""
     unknown = [source for source in sources if source not in GENERAL_SOURCES]
     if unknown:
         raise PolydistillError(f"unknown general vocabulary source {unknown[0]!r}; expected one of {', '.join(GENERAL_SOURCES)}")
     found = LanguageDistributions()
-    found.by_source["corpus"] = {
-        language: normalised({token_id: count for token_id, count in counts.items() if count >= min_count})
-        for language, counts in corpus_counts.items()
-    }
+    found.by_source["corpus"] = {language: normalised(counts) for language, counts in corpus_counts.items()}
     scripts = {language: set(corpus_scripts.get(language, set())) for language in languages}
     if "wordfreq" in sources:
         from tqdm.auto import tqdm

@@ -338,14 +338,20 @@ def trim_vocabulary(
 
     encoder = _plain_encoder(tokenizer)
     counts_by_language, characters_by_language = _count_tokens(encoder, texts_by_language)
+    pooled: Counter[int] = Counter()
+    for counts in counts_by_language.values():
+        pooled.update(counts)
+    frequent = {token_id for token_id, count in pooled.items() if count >= min_count}  # min_count is over the whole corpus
     distributions = language_distributions(
         encoder,
         state,
-        counts_by_language,
+        {
+            language: {token_id: count for token_id, count in counts.items() if token_id in frequent}
+            for language, counts in counts_by_language.items()
+        },
         {language: _scripts(characters) for language, characters in characters_by_language.items()},
         [language for language in served if language != UNTAGGED],
         sources=general,
-        min_count=min_count,
     )
     corpus_characters = set().union(*characters_by_language.values()) | distributions.characters
 
@@ -360,12 +366,11 @@ def trim_vocabulary(
     characters = _character_ids(state, keep_characters, corpus_characters) - required - requested
     always = required | requested
     mixtures = {language: distributions.mixture(language) for language in distributions.languages}
-    ranked = [token_id for token_id in ranked_tokens(mixtures) if token_id not in always]
     if budget is None:
-        corpus_tokens = {token_id for counts in counts_by_language.values() for token_id, count in counts.items() if count >= min_count}
+        chosen = set(frequent)
         if general:
-            corpus_tokens |= {token_id for mixture in mixtures.values() for token_id in _top(mixture, tokens_per_language)}
-        chosen = corpus_tokens - always
+            chosen |= {token_id for mixture in mixtures.values() for token_id in _top(mixture, tokens_per_language)}
+        chosen -= always
     else:
         fixed = len(always | characters)
         if fixed > budget:
@@ -375,8 +380,9 @@ def trim_vocabulary(
                 f"{len(characters):,} fallback characters with keep_characters={keep_characters!r}); "
                 "raise max_vocab or keep fewer characters (keep_characters='corpus' or 'none')"
             )
+        ranked = [token_id for token_id in ranked_tokens(mixtures) if token_id not in always]
         chosen = _fill_budget(ranked, _by_score(state), always | characters, budget - fixed)
-    corpus_kept = {token_id for token_id in chosen if any(counts.get(token_id, 0) >= min_count for counts in counts_by_language.values())}
+    corpus_kept = chosen & frequent
     characters -= corpus_kept
     general_kept = chosen - corpus_kept - characters
     kept = required | requested | corpus_kept | general_kept | characters
