@@ -14,7 +14,7 @@ from test_trim import CORPUS, SPECIALS_UNIGRAM, UNSEEN_LATIN, build_xlmr_tokeniz
 from polydistill.config import TrimVocabularyConfig
 from polydistill.errors import PolydistillError
 from polydistill.models import general_vocabulary
-from polydistill.models.general_vocabulary import _capitalised_share, ranked_tokens, word_token_distribution
+from polydistill.models.general_vocabulary import _capitalised_share, piece_scores, ranked_tokens, word_token_distribution
 from polydistill.models.tokenizer_surgery import tokenizer_state
 from polydistill.models.trim import trim_vocabulary
 
@@ -117,7 +117,7 @@ def test_word_distribution_credits_each_words_pieces_by_frequency():
     tokenizer = build_xlmr_tokenizer()
     state = tokenizer_state(tokenizer)
     scores = {index: score for index, (_piece, score) in enumerate(state["model"]["vocab"])}
-    distribution = word_token_distribution(tokenizer.backend_tokenizer, state, [("haus", 0.03), ("дом", 0.01)])
+    distribution = word_token_distribution(tokenizer.backend_tokenizer, piece_scores(state), [("haus", 0.03), ("дом", 0.01)])
 
     def lower_share(word: str) -> float:  # the lower-case spelling's share: its pieces' summed scores against the capitalised one's
         lower = sum(scores[i] for i in tokenizer.convert_tokens_to_ids(tokenizer.tokenize(word)))

@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from polydistill.errors import PolydistillError
 from polydistill.models import tokenizer_surgery as surgery
-from polydistill.models.scripts import character_script
+from polydistill.models.scripts import character_script, scripts_of
 
 GeneralSource = Literal["wordfreq", "piece_scores"]
 GENERAL_SOURCES: tuple[str, ...] = ("wordfreq", "piece_scores")
@@ -114,9 +114,9 @@ def wordfreq_words(language: str, count: int = WORDFREQ_WORDS) -> list[tuple[str
     return sorted(frequencies.items(), key=lambda item: (-item[1], item[0]))[:count]
 
 
-def word_token_distribution(encoder: Any, state: Mapping[str, Any], words: Sequence[tuple[str, float]]) -> dict[int, float]:
-    """Token shares of a text made of ``words`` at their frequencies, each word tokenised alone."""
-    scores = piece_scores(state)
+def word_token_distribution(encoder: Any, scores: Mapping[int, float] | None, words: Sequence[tuple[str, float]]) -> dict[int, float]:
+    """Token shares of a text made of ``words`` at their frequencies, each word tokenised alone;
+    ``scores`` (:func:`piece_scores`) split a case-folded word between its two spellings."""
     forms: list[str] = []
     weights: list[float] = []
     for word, frequency in words:
@@ -174,9 +174,8 @@ def piece_scores(state: Mapping[str, Any]) -> dict[int, float] | None:
     return {token_id: float(score) for token_id, (_piece, score) in enumerate(state["model"]["vocab"])}
 
 
-def piece_score_distribution(state: Mapping[str, Any], scripts: Iterable[str]) -> dict[int, float]:
-    """``exp(score)`` of the pieces whose letters are all in ``scripts``, normalised; empty without scores."""
-    scores = piece_scores(state)
+def piece_score_distribution(state: Mapping[str, Any], scores: Mapping[int, float] | None, scripts: Iterable[str]) -> dict[int, float]:
+    """``exp(score)`` of the pieces whose letters are all in ``scripts``, normalised; empty without ``scores``."""
     wanted = set(scripts)
     if scores is None or not wanted:
         return {}
@@ -193,8 +192,7 @@ def piece_score_distribution(state: Mapping[str, Any], scripts: Iterable[str]) -
 
 def text_scripts(texts: Iterable[str]) -> set[str]:
     """The writing systems the letters of ``texts`` belong to (Latin, Cyrillic, Han...)."""
-    characters = {character for text in texts for character in unicodedata.normalize("NFKC", text)}
-    return {script for character in characters if (script := character_script(character)) is not None}
+    return scripts_of({character for text in texts for character in unicodedata.normalize("NFKC", text)})
 
 
 def language_distributions(
@@ -214,6 +212,7 @@ def language_distributions(
     found = LanguageDistributions()
     found.by_source["corpus"] = {language: normalised(counts) for language, counts in corpus_counts.items()}
     scripts = {language: set(corpus_scripts.get(language, set())) for language in languages}
+    scores = piece_scores(state)  # once: every language's spellings and script prior read them
     if "wordfreq" in sources:
         from tqdm.auto import tqdm
 
@@ -225,14 +224,14 @@ def language_distributions(
             words = wordfreq_words(match)
             found.characters |= {character for word, _ in words for character in unicodedata.normalize("NFKC", word)}
             scripts[language] |= text_scripts(word for word, _ in words[:SCRIPT_WORDS])
-            found.by_source["wordfreq"][language] = word_token_distribution(encoder, state, words)
+            found.by_source["wordfreq"][language] = word_token_distribution(encoder, scores, words)
     if "piece_scores" in sources:
         by_scripts: dict[frozenset[str], dict[int, float]] = {}
         found.by_source["piece_scores"] = {}
         for language in languages:
             key = frozenset(scripts[language])
             if key not in by_scripts:
-                by_scripts[key] = piece_score_distribution(state, key)
+                by_scripts[key] = piece_score_distribution(state, scores, key)
             if by_scripts[key]:
                 found.by_source["piece_scores"][language] = by_scripts[key]
     return found

@@ -7,6 +7,7 @@ name (``CYRILLIC SMALL LETTER A``) is a close approximation for letters and mark
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 
 #: single characters that belong to no script yet occur in any language's text
 _SHARED_CATEGORIES = frozenset({"Nd", "Nl", "No", "Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po", "Sm", "Sc", "Sk", "Zs"})
@@ -43,3 +44,8 @@ def is_shared_character(character: str) -> bool:
     return character_script(character) is None and (
         unicodedata.category(character) in _SHARED_CATEGORIES or unicodedata.category(character)[0] == "M"
     )
+
+
+def scripts_of(characters: Iterable[str]) -> set[str]:
+    """The writing systems ``characters`` belong to (Latin, Cyrillic, Han...); shared characters name none."""
+    return {script for character in characters if (script := character_script(character)) is not None}

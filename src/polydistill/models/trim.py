@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from polydistill.errors import DataError, PolydistillError
 from polydistill.models import tokenizer_surgery as surgery
 from polydistill.models.general_vocabulary import DEFAULT_TOKENS_PER_LANGUAGE, language_distributions, piece_scores, ranked_tokens
-from polydistill.models.scripts import character_script, is_shared_character
+from polydistill.models.scripts import character_script, is_shared_character, scripts_of
 from polydistill.models.sentence_transformers_files import copy_sentence_transformers_files
 from polydistill.sizes import directory_size
 
@@ -349,7 +349,7 @@ def trim_vocabulary(
             language: {token_id: count for token_id, count in counts.items() if token_id in frequent}
             for language, counts in counts_by_language.items()
         },
-        {language: _scripts(characters) for language, characters in characters_by_language.items()},
+        {language: scripts_of(characters) for language, characters in characters_by_language.items()},
         [language for language in served if language != UNTAGGED],
         sources=general,
     )
@@ -493,10 +493,6 @@ def _by_score(state: Mapping[str, Any]) -> list[int]:
 
 def _top(distribution: Mapping[int, float], count: int) -> list[int]:
     return sorted(distribution, key=lambda token_id: (-distribution[token_id], token_id))[:count]
-
-
-def _scripts(characters: Iterable[str]) -> set[str]:
-    return {script for character in characters if (script := character_script(character)) is not None}
 
 
 def _plain_encoder(tokenizer: Any) -> Any:
