@@ -30,6 +30,7 @@ def distil(
     student_dir: Path,
     training: dict[str, Any] | None = None,
     resume_from: Path | None = None,
+    callbacks: list[Any] | None = None,
 ) -> dict[str, float]:
     """Train ``prepared.model`` with its objectives, save it as the task saves students; the train metrics.
 
@@ -37,7 +38,7 @@ def distil(
     objectives' learned heads (projections) to ``work_dir/distillation_heads.safetensors``.
     ``training`` replaces the config's training arguments (a re-distillation's own). A loss or
     gradient that stops being finite raises :class:`~polydistill.training.guard.TrainingDiverged`
-    before anything is saved (:mod:`polydistill.training.guard`).
+    before anything is saved (:mod:`polydistill.training.guard`). ``callbacks`` join the Trainer's.
     """
     student, tokenizer = prepared.model, prepared.tokenizer
     tokenize: dict[str, Any] = dict(
@@ -73,6 +74,7 @@ def distil(
         eval_dataset=eval_features,
         data_collator=DistillationCollator(tokenizer, teacher_tokenizer),
         processing_class=tokenizer,
+        callbacks=callbacks,
     )
     train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     check_finite_weights(student, "the trained student")

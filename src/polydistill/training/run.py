@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,12 +42,26 @@ class RunResult:
     metrics: dict[str, Any] | None = None
 
 
-def run(config: RunConfig, output_dir: str | Path | None = None, *, overwrite: bool = False, resume: bool = False) -> RunResult:
+#: given the run's task and data, the extra Trainer callbacks of its distillation (a search trial's reporter)
+CallbackFactory = Callable[[Task, TaskData], list[Any]]
+
+
+def run(
+    config: RunConfig,
+    output_dir: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    callbacks: CallbackFactory | None = None,
+    evaluate: bool = True,
+) -> RunResult:
     """Run ``config`` into ``output_dir`` (default: the config's).
 
     A directory that holds anything is refused unless ``overwrite`` (it is moved aside first) or
     ``resume`` (the run it holds continues: :mod:`polydistill.training.resume`). Everything that can
-    be checked without training is checked before the first file is written.
+    be checked without training is checked before the first file is written. ``callbacks`` adds
+    Trainer callbacks to the distillation; ``evaluate=False`` stops after the student is saved (no
+    report, model card or compression: a search trial scores its student itself).
     """
     from transformers import set_seed
 
@@ -82,7 +97,10 @@ def run(config: RunConfig, output_dir: str | Path | None = None, *, overwrite: b
     write_run_record(config, output_dir, teacher_dir=base_teacher_dir, base_teacher_dir=base_teacher_dir)
     update_run_record(output_dir, status="running", **({"resumed_from": str(point.checkpoint)} if point and point.checkpoint else {}))
     try:
-        return _train_and_evaluate(config, task, output_dir, data, base_teacher_dir, base_dir, teacher_tokenizer, point)
+        extra = callbacks(task, data) if callbacks is not None else []
+        return _train_and_evaluate(
+            config, task, output_dir, data, base_teacher_dir, base_dir, teacher_tokenizer, point, callbacks=extra, evaluate=evaluate
+        )
     except BaseException as error:
         update_run_record(output_dir, status="failed", error=f"{type(error).__name__}: {error}")
         raise
@@ -97,6 +115,9 @@ def _train_and_evaluate(
     base_dir: Path,
     teacher_tokenizer: Any,
     point: ResumePoint | None,
+    *,
+    callbacks: list[Any],
+    evaluate: bool,
 ) -> RunResult:
     teacher_dir = task.prepare_teacher(config, base_teacher_dir, output_dir, data)
     if teacher_dir != base_teacher_dir:
@@ -125,14 +146,23 @@ def _train_and_evaluate(
             )
         resume_from = point.checkpoint if point is not None else None
         train_metrics = distil(
-            config, task, teacher, teacher_tokenizer, prepared, data, work_dir=output_dir, student_dir=student_dir, resume_from=resume_from
+            config,
+            task,
+            teacher,
+            teacher_tokenizer,
+            prepared,
+            data,
+            work_dir=output_dir,
+            student_dir=student_dir,
+            resume_from=resume_from,
+            callbacks=callbacks,
         )
         atomic_write_text(metrics_path, json.dumps(train_metrics, indent=2))
         update_run_record(output_dir, status="trained")
         remove_rolling_checkpoints(output_dir, config.training)
     result = RunResult(output_dir, student_dir, train_metrics)
     console.print(f"[bold green]Student saved[/] to {result.student_dir}")
-    if data.evaluation is not None:
+    if data.evaluation is not None and evaluate:
         models = TrainedModels(teacher, teacher_tokenizer, teacher_dir, student, tokenizer, result.student_dir)
         result.metrics = task.evaluate(config, output_dir, models, data.evaluation, data.evaluation_sets)
         write_model_card(
