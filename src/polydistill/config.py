@@ -31,6 +31,7 @@ from polydistill.data.sources import CATALOGS_PREFIX, DEFAULT_CORPUS, is_builtin
 from polydistill.errors import ConfigError
 from polydistill.models.general_vocabulary import DEFAULT_GENERAL, DEFAULT_TOKENS_PER_LANGUAGE
 from polydistill.objectives.registry import ObjectiveConfig, registered
+from polydistill.search.config import SearchConfig
 from polydistill.tasks import get_task, task_names
 from polydistill.training.arguments import check_training_sections
 
@@ -495,6 +496,8 @@ class RunConfig(Section):
         default="runs/polydistill", min_length=1, description="where the run writes (relative to the working directory)"
     )
     seed: int = Field(default=42, ge=0, le=2**32 - 1, description="numpy takes seeds 0..2**32-1")
+    #: what ``polydistill search`` varies (``polydistill run`` ignores it; never part of a saved config)
+    search: SearchConfig | None = Field(default=None, exclude=True, description="the space and objectives of `polydistill search`")
 
     #: the YAML file this config came from (not a config key)
     source_file: Path | None = Field(default=None, exclude=True)

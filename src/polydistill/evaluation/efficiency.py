@@ -520,3 +520,15 @@ if __name__ == "__main__":
         sys.exit(_probe_main(sys.argv[2]))
     print("usage: python -m polydistill.evaluation.efficiency --probe SPEC.json", file=sys.stderr)
     sys.exit(2)
+
+
+def median_latency_ms(model: Any, tokenizer: Any, texts: Sequence[str], settings: EfficiencySettings) -> float:
+    """Median batch-1 latency of ``model`` over ``texts`` in ms (warm-up first, ``settings.threads`` threads):
+    what a search trial that minimises latency compares, without the memory probe of :func:`measure_efficiency`."""
+    import torch
+
+    device = _model_device(model)
+    forward = _default_forward(model, tokenizer, settings.max_length, device)
+    with _torch_threads(settings.threads), torch.inference_mode():
+        latencies, _ = time_latency(forward, timing_texts(texts, settings.seed, "median_latency_ms"), settings, device, None)
+    return float(np.median(latencies))

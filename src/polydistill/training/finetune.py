@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -75,7 +76,8 @@ def finetune_teacher(config: RunConfig, base_dir: Path, output_dir: Path, *, lab
     cached = finetuned_teachers_root() / key
     if config.teacher.cache and (cached / FINETUNE_RECORD).is_file():
         console.print(f"[bold]Teacher[/] reusing the fine-tuned teacher cached in {cached} (same base model, data and training)")
-        shutil.copytree(cached, output_dir, dirs_exist_ok=True)
+        # hard links where the filesystem allows: a search's every trial reuses the teacher without a copy of it
+        shutil.copytree(cached, output_dir, dirs_exist_ok=True, copy_function=_link_or_copy)
         return output_dir
 
     console.print(f"[bold]Teacher[/] fine-tuning {config.teacher.model} on {finetune.data.path}")
@@ -109,6 +111,13 @@ def finetuned_teachers_root() -> Path:
     from polydistill.models.offline import cache_root
 
     return cache_root() / "finetuned-teachers"
+
+
+def _link_or_copy(source: str, destination: str) -> None:
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)
 
 
 def _store_in_cache(teacher_dir: Path, destination: Path) -> None:

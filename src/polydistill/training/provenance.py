@@ -94,8 +94,8 @@ def write_run_record(config: RunConfig, output_dir: Path, *, teacher_dir: Path, 
     )
 
 
-#: run.json's ``status``: running -> trained (student saved) -> finished (evaluated, reported); or failed
-RUN_STATUSES = ("running", "trained", "finished", "failed")
+#: run.json's ``status``: running -> trained (student saved) -> finished (evaluated, reported); or failed; or pruned (a search trial stopped early)
+RUN_STATUSES = ("running", "trained", "finished", "failed", "pruned")
 
 
 def read_run_record(output_dir: Path) -> dict[str, Any]:

@@ -164,21 +164,49 @@ def _train_and_evaluate(
     console.print(f"[bold green]Student saved[/] to {result.student_dir}")
     if data.evaluation is not None and evaluate:
         models = TrainedModels(teacher, teacher_tokenizer, teacher_dir, student, tokenizer, result.student_dir)
-        result.metrics = task.evaluate(config, output_dir, models, data.evaluation, data.evaluation_sets)
-        write_model_card(
-            result.student_dir,
-            result.metrics,
-            teacher=config.teacher.model,
-            data=training_data_description(config),
-            languages=None,
-            objectives={name: section.model_dump() for name, section in config.objectives.enabled()},
-            pipeline_tag=task.pipeline_tag,
-        )
-        console.print(f"[bold green]Report[/] {output_dir / 'report.html'}")
+        result.metrics = evaluate_and_describe(config, task, output_dir, models, data)
         if config.compress is not None:
             compress_run(config, task, result, data, Teacher(teacher, teacher_tokenizer, teacher_dir), prepared.layer_maps)
     update_run_record(output_dir, status="finished", error=None)
     return result
+
+
+def evaluate_and_describe(config: RunConfig, task: Task, output_dir: Path, models: TrainedModels, data: TaskData) -> dict[str, Any]:
+    """Score the saved student beside its teacher on every eval set (metrics.json, the report) and
+    write its model card; the metrics.json document."""
+    metrics = task.evaluate(config, output_dir, models, data.evaluation, data.evaluation_sets)
+    write_model_card(
+        models.student_dir,
+        metrics,
+        teacher=config.teacher.model,
+        data=training_data_description(config),
+        languages=None,
+        objectives={name: section.model_dump() for name, section in config.objectives.enabled()},
+        pipeline_tag=task.pipeline_tag,
+    )
+    console.print(f"[bold green]Report[/] {output_dir / 'report.html'}")
+    return metrics
+
+
+def evaluate_saved_run(config: RunConfig, output_dir: Path) -> dict[str, Any]:
+    """Evaluate the student a run without evaluation saved in ``output_dir`` (a search trial), as the
+    run itself would have: the same teacher (the fine-tuned one reused), data and report."""
+    task = get_task(config.task)
+    trust = config.teacher.trust_remote_code
+    base_teacher_dir, teacher_config = model_of(
+        config, "teacher.model", config.teacher.model, revision=config.teacher.revision, trust=trust
+    )
+    teacher_tokenizer = load_tokenizer(base_teacher_dir, trust)
+    data = task.read_data(config, tokenizer=teacher_tokenizer, teacher_config=teacher_config)
+    if data.evaluation is None:
+        raise ConfigError(f"{config_location(config, 'data.eval')}: data.eval: nothing to evaluate on; set data.eval")
+    teacher_dir = task.prepare_teacher(config, base_teacher_dir, output_dir, data)
+    teacher = task.load_teacher(config, teacher_dir, data, eager_attention=False)
+    student, tokenizer = task.load_saved_student(config, output_dir / STUDENT_DIRNAME)
+    models = TrainedModels(teacher, teacher_tokenizer, teacher_dir, student, tokenizer, output_dir / STUDENT_DIRNAME)
+    metrics = evaluate_and_describe(config, task, output_dir, models, data)
+    update_run_record(output_dir, status="finished", error=None)
+    return metrics
 
 
 def run_inputs(config: RunConfig, teacher_dir: Path, base_dir: Path) -> dict[str, Path]:
