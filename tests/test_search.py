@@ -119,6 +119,8 @@ def test_a_search_finds_the_better_setting_runs_the_teacher_once_and_best_yaml_r
     }
     assert set(trials) == {0.0, 2.0e-3} and all(t["outcome"] == "complete" for t in trials.values())
     assert summary["best"]["params"] == {"training.learning_rate": 2.0e-3}
+    # the config's own learning rate ran first, as the baseline the search is compared with
+    assert summary["baseline"] == {"trial": 0, "values": {"mean": trials[2.0e-3]["mean"]}}
 
     # the lr-0 trial scores the untrained student: the same number worked out here from the teacher's first layer
     teacher = AutoModelForSequenceClassification.from_pretrained(tiny_teacher_dir).eval()

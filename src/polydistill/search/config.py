@@ -122,6 +122,10 @@ class SearchConfig(_Section):
     trials: int = Field(default=20, ge=1, description="trials with a result (a trial lost with its worker is run again)")
     timeout: float | None = Field(default=None, gt=0, description="seconds after which no new trial starts")
     seed: int = Field(default=0, ge=0, description="the sampler's seed")
+    baseline: bool = Field(
+        default=True,
+        description="run the config's own values first (when it sets every dimension within the space): the hand-set recipe's score",
+    )
     keep_students: bool = Field(default=False, description="keep every trial's student directory (default: the best one only)")
     heartbeat: int = Field(
         default=30, ge=1, description="seconds between a worker's heartbeats; a trial silent for 4 of them is marked failed"

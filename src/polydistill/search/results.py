@@ -27,7 +27,7 @@ from polydistill.console import console
 from polydistill.evaluation.report.render import _CSS, markdown_table
 from polydistill.search.config import OBJECTIVE_DIRECTIONS
 from polydistill.search.space import decode
-from polydistill.search.study import ERROR_ATTR, INTERRUPTED_ATTR, OUTCOME_ATTR, redacted
+from polydistill.search.study import BASELINE_ATTR, ERROR_ATTR, INTERRUPTED_ATTR, OUTCOME_ATTR, redacted
 from polydistill.search.trial import SearchSetup, best_trials, full_config
 
 SUMMARY_FILE = "search.json"
@@ -56,6 +56,9 @@ def write_results(setup: SearchSetup, study: Any, *, storage_url: str, evaluate_
         "pruner": setup.search.pruner if len(setup.search.optimize) == 1 else "none",
         "trials": _counts(study),
     }
+    baseline = next((t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(BASELINE_ATTR) and t.values), None)
+    if baseline is not None:
+        summary["baseline"] = {"trial": baseline.number, "values": dict(zip(setup.search.optimize, baseline.values, strict=True))}
     if best:
         leader = _leader(setup, best)
         best_dir = setup.trial_dir(leader.number)
@@ -143,20 +146,25 @@ def trials_table(setup: SearchSetup, study: Any) -> tuple[list[str], list[list[s
         extra = [_number(attrs.get(n)) for n in ("mean", "worst") if n not in objectives]
         params = decoded_params(setup, trial)
         steps = attrs.get("steps", max(trial.intermediate_values) if trial.intermediate_values else "")
-        note = attrs.get(ERROR_ATTR) or attrs.get(INTERRUPTED_ATTR) or ""
+        note = attrs.get(ERROR_ATTR) or attrs.get(INTERRUPTED_ATTR) or ("the config's own values" if attrs.get(BASELINE_ATTR) else "")
         rows.append(
             [
                 f"{trial.number}{' *' if trial.number in best else ''}",
                 outcome,
                 *[_number(values.get(name)) for name in objectives],
                 *extra,
-                *[json.dumps(params[n]) if n in params else "" for n in names],
+                *[_shown(params[n]) if n in params else "" for n in names],
                 str(steps),
                 _number(attrs.get("seconds"), digits=0),
                 str(note)[:160],
             ]
         )
     return header, rows
+
+
+def _shown(value: Any) -> str:
+    """A parameter value for a table: floats to 6 significant digits, everything else as JSON."""
+    return f"{value:.6g}" if isinstance(value, float) else json.dumps(value)
 
 
 def _number(value: Any, digits: int = 4) -> str:
@@ -369,11 +377,18 @@ def _summary_lines(setup: SearchSetup, summary: dict[str, Any]) -> list[str]:
     if best is None:
         return [*lines, "- No trial completed: nothing to recommend; see the notes in the table"]
     values = ", ".join(f"{OBJECTIVE_LABELS[name]} {value:.4g}" for name, value in best["values"].items())
-    params = ", ".join(f"{name} = {json.dumps(value)}" for name, value in best["params"].items())
+    params = ", ".join(f"{name} = {_shown(value)}" for name, value in best["params"].items())
     lines += [
         f"- Best trial {best['trial']}: {values}; {params}",
         f"- Rerun it in full: `polydistill run {best['config']}`",
     ]
+    if summary.get("baseline"):
+        own = summary["baseline"]
+        compared = ", ".join(
+            f"{OBJECTIVE_LABELS[name]} {own['values'][name]:.4g} (best {best['values'][name] - own['values'][name]:+.4g})"
+            for name in own["values"]
+        )
+        lines.append(f"- The config's own values (trial {own['trial']}): {compared}")
     if best.get("report"):
         lines.append(f"- Its student beside the teacher: {best['report']}")
     if summary.get("pareto_front"):

@@ -26,7 +26,7 @@ from polydistill.config_yaml import parse_config_yaml, read_config_text
 from polydistill.console import console
 from polydistill.errors import ConfigError
 from polydistill.search.results import write_results
-from polydistill.search.space import check_space
+from polydistill.search.space import baseline_params, check_space
 from polydistill.search.study import (
     has_result,
     heartbeat,
@@ -99,7 +99,12 @@ def search(
     deadline = time.time() + search_config.timeout if search_config.timeout else None
     if not join:
         atomic_write_text(setup.out / STUDY_RECORD, json.dumps({"study": name, "storage": redacted(url)}, indent=2) + "\n")
-        queued = queue_trials(study, search_config, search_config.trials)
+        baseline = None
+        if search_config.baseline:
+            baseline, why = baseline_params(setup.config, setup.base, search_config)
+            if baseline is None:
+                console.print(f"[yellow]Search[/] no baseline trial: {why}")
+        queued = queue_trials(study, search_config, search_config.trials, baseline)
         results = sum(has_result(t) for t in study.get_trials(deepcopy=False))
         console.print(
             f"[bold]Study[/] {name} in {redacted(url)}: {results} trials with a result, {queued} queued "

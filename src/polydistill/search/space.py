@@ -22,6 +22,7 @@ from polydistill.config import RunConfig
 from polydistill.config_yaml import source_location
 from polydistill.errors import ConfigError
 from polydistill.search.config import Choices, Dimension, FloatRange, IntRange, SearchConfig
+from polydistill.training.arguments import DEFAULT_TRAINING_ARGUMENTS
 
 SCALAR = (type(None), bool, int, float, str)
 
@@ -134,3 +135,45 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 
 def _is_free_form(annotation: Any) -> bool:
     return typing.get_origin(annotation) is dict or annotation is dict or any(_is_free_form(a) for a in typing.get_args(annotation))
+
+
+def baseline_params(config: RunConfig, base: Mapping[str, Any], search: SearchConfig) -> tuple[dict[str, Any] | None, str]:
+    """The config's own value of every dimension, as Optuna parameters: the trial that shows what the
+    hand-set recipe scores, run first. None (and why) when a dimension has no value in the config or
+    one outside the space."""
+    dumped = config.model_dump(mode="json")
+    params: dict[str, Any] = {}
+    for path, dimension in search.space.items():
+        found, value = _value_at(base, path)
+        if not found:
+            found, value = _value_at(dumped, path)
+        if not found and path.startswith("training.") and path.count(".") == 1:  # a TrainingArguments default of polydistill's
+            found, value = path.split(".")[1] in DEFAULT_TRAINING_ARGUMENTS, DEFAULT_TRAINING_ARGUMENTS.get(path.split(".")[1])
+        if not found or value is None and not isinstance(dimension, Choices):
+            return None, f"{path} is not set in the config"
+        if isinstance(dimension, Choices):
+            encoded = _encoded(dimension.choices)
+            key = value if all(isinstance(c, SCALAR) for c in dimension.choices) else json.dumps(value)
+            if key not in encoded:
+                return None, f"{path}: the config's {json.dumps(value)} is not among the choices"
+            params[path] = key
+            continue
+        low, high = dimension.float if isinstance(dimension, FloatRange) else dimension.int
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            return None, f"{path}: the config's {json.dumps(value)} is outside [{low}, {high}]"
+        if isinstance(dimension, IntRange) and (not float(value).is_integer() or (int(value) - low) % dimension.step):
+            return None, f"{path}: the config's {json.dumps(value)} is not on the range's steps"
+        params[path] = int(value) if isinstance(dimension, IntRange) else float(value)
+    return params, ""
+
+
+def _value_at(tree: Any, path: str) -> tuple[bool, Any]:
+    node = tree
+    for part in path.split("."):
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return False, None
+    return True, node

@@ -37,6 +37,7 @@ OUTCOME_ATTR = "outcome"  # complete | pruned | invalid | diverged | failed: the
 ERROR_ATTR = "error"
 INTERRUPTED_ATTR = "interrupted"  # why a trial without a result was failed (its worker died)
 RETRY_ATTR = "retry_of"
+BASELINE_ATTR = "baseline"  # the trial of the config's own values
 MAX_RETRIES = 2
 
 SPACE_ATTR = "polydistill_space"
@@ -148,11 +149,12 @@ def has_result(trial: Any) -> bool:
     return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (trial.state == TrialState.FAIL and OUTCOME_ATTR in trial.user_attrs)
 
 
-def queue_trials(study: Any, search: SearchConfig, trials: int) -> int:
+def queue_trials(study: Any, search: SearchConfig, trials: int, baseline: dict[str, Any] | None = None) -> int:
     """Queue what the study lacks to reach ``trials`` results; how many were queued.
 
-    A grid queues its remaining points (shuffled by the seed), at most all of them; other samplers
-    queue empty trials, sampled when a worker takes them (so each sample sees every result so far).
+    ``baseline`` (the config's own values) goes first into a study without trials. A grid queues its
+    remaining points (shuffled by the seed), at most all of them; other samplers queue empty trials,
+    sampled when a worker takes them (so each sample sees every result so far).
     """
     from optuna.trial import TrialState
 
@@ -163,6 +165,11 @@ def queue_trials(study: Any, search: SearchConfig, trials: int) -> int:
     missing = trials - sum(has_result(t) for t in all_trials) - len(pending)
     if missing <= 0:
         return 0
+    if baseline is not None and not all_trials:
+        study.enqueue_trial(baseline, user_attrs={BASELINE_ATTR: True})
+        if missing == 1:
+            return 1
+        return 1 + queue_trials(study, search, trials)
     if all(isinstance(d, Choices) for d in search.space.values()) and search.sampler_name == "grid":
         taken = [t.system_attrs.get("fixed_params", t.params) for t in all_trials if has_result(t) or t.state in pending_states]
         grid = grid_points(search.space, search.seed)
