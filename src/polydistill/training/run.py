@@ -62,12 +62,18 @@ def run(
     be checked without training is checked before the first file is written. ``callbacks`` adds
     Trainer callbacks to the distillation; ``evaluate=False`` stops after the student is saved (no
     report, model card or compression: a search trial scores its student itself).
+
+    Under torchrun or ``accelerate launch`` every process trains; only the main one (rank 0)
+    prepares the output directory, writes config.yaml, run.json and the metrics, saves, evaluates
+    and compresses. The others return once training is done, with the student the main one saves.
     """
     from transformers import set_seed
 
     task = get_task(config.task)
     output_dir = Path(output_dir or config.output_dir)
-    plan = plan_output_dir(output_dir, overwrite=overwrite, resume=resume) if is_main_process() else None
+    check_multi_process(config)
+    main = is_main_process()
+    plan = plan_output_dir(output_dir, overwrite=overwrite, resume=resume) if main else None
     point = resume_point(config, output_dir) if resume else None
     set_seed(config.seed)
 
@@ -94,15 +100,17 @@ def run(
         previous = plan.apply()  # the first write
     if previous is not None and config.teacher.finetune is not None:
         carry_over_finetuned_teacher(config, base_teacher_dir, previous, output_dir)
-    write_run_record(config, output_dir, teacher_dir=base_teacher_dir, base_teacher_dir=base_teacher_dir)
-    update_run_record(output_dir, status="running", **({"resumed_from": str(point.checkpoint)} if point and point.checkpoint else {}))
+    if main:
+        write_run_record(config, output_dir, teacher_dir=base_teacher_dir, base_teacher_dir=base_teacher_dir)
+        update_run_record(output_dir, status="running", **({"resumed_from": str(point.checkpoint)} if point and point.checkpoint else {}))
     try:
         extra = callbacks(task, data) if callbacks is not None else []
         return _train_and_evaluate(
             config, task, output_dir, data, base_teacher_dir, base_dir, teacher_tokenizer, point, callbacks=extra, evaluate=evaluate
         )
     except BaseException as error:
-        update_run_record(output_dir, status="failed", error=f"{type(error).__name__}: {error}")
+        if main:
+            update_run_record(output_dir, status="failed", error=f"{type(error).__name__}: {error}")
         raise
 
 
@@ -120,7 +128,7 @@ def _train_and_evaluate(
     evaluate: bool,
 ) -> RunResult:
     teacher_dir = task.prepare_teacher(config, base_teacher_dir, output_dir, data)
-    if teacher_dir != base_teacher_dir:
+    if teacher_dir != base_teacher_dir and is_main_process():
         write_run_record(config, output_dir, teacher_dir=teacher_dir, base_teacher_dir=base_teacher_dir)
     eager = config.objectives.needs_attention_weights
     teacher = task.load_teacher(config, teacher_dir, data, eager_attention=eager)
@@ -157,10 +165,15 @@ def _train_and_evaluate(
             resume_from=resume_from,
             callbacks=callbacks,
         )
+        if not is_main_process():
+            # the main process saves, records and evaluates; this one has done its share (training)
+            return RunResult(output_dir, student_dir, train_metrics)
         atomic_write_text(metrics_path, json.dumps(train_metrics, indent=2))
         update_run_record(output_dir, status="trained")
         remove_rolling_checkpoints(output_dir, config.training)
     result = RunResult(output_dir, student_dir, train_metrics)
+    if not is_main_process():
+        return result  # resumed after training: the main process evaluates
     console.print(f"[bold green]Student saved[/] to {result.student_dir}")
     if data.evaluation is not None and evaluate:
         models = TrainedModels(teacher, teacher_tokenizer, teacher_dir, student, tokenizer, result.student_dir)
@@ -267,8 +280,21 @@ def check_prune_widths(config: RunConfig, base_config: Any) -> None:
 
 
 def is_main_process() -> bool:
-    """Rank 0 of a torchrun/accelerate launch (or the only process): the one that prepares the output directory."""
+    """Rank 0 of a torchrun/accelerate launch (or the only process): the one that prepares the output
+    directory and writes, saves and evaluates in it."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def check_multi_process(config: RunConfig) -> None:
+    """Refuse what a multi-process launch cannot do: re-distilling a pruned student is a second
+    training that rank 0 would start alone after the other ranks returned (it would wait for them
+    forever)."""
+    prune = config.compress.prune if config.compress else None
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and prune is not None and prune.redistil:
+        raise ConfigError(
+            f"{config_location(config, 'compress.prune')}: compress.prune.redistil: a multi-process launch cannot re-distil "
+            "the pruned student (only the main process compresses); set redistil: false, or run this config in one process"
+        )
 
 
 def compress_run(config: RunConfig, task: Task, result: RunResult, data: TaskData, teacher: Teacher, layer_maps) -> None:
