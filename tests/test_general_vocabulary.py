@@ -6,6 +6,7 @@ Built on the tiny XLM-R-style tokenizer of test_trim.py; expected values are wor
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -63,8 +64,9 @@ def test_budget_errors_name_what_is_wrong():
         TrimVocabularyConfig(languages=["de"], max_vocab=2.5)
 
 
-def test_a_general_source_raises_the_coverage_of_held_out_text(monkeypatch):
+def test_a_general_source_raises_the_coverage_of_held_out_text(monkeypatch, tmp_path):
     """The corpus never writes 'hund', 'zug', 'der'; a word list that does makes the held-out text tokenise as before."""
+    monkeypatch.setenv("POLYDISTILL_CACHE", str(tmp_path))  # a made-up word list must not be cached as the real one
     frequencies = [("der", 0.02), ("und", 0.01), ("hund", 0.004), ("zug", 0.003), ("bellt", 0.001)]
     monkeypatch.setattr(general_vocabulary, "wordfreq_words", lambda language, count=0: frequencies if language == "de" else [])
     monkeypatch.setattr(general_vocabulary, "wordfreq_language", lambda language: language)
@@ -99,6 +101,41 @@ def test_real_word_lists_rank_common_german_words_first_and_skip_languages_they_
     assert german[und] > german[hund] > german.get(bellt, 0.0) and german[zug] > german.get(bellt, 0.0)
     assert "sw" not in found.by_source["wordfreq"] and "sw" not in found.by_source["piece_scores"]  # nor Latin scripts it never wrote
     assert found.by_source["piece_scores"]["de"]  # German's Latin letters come from its word list
+
+
+def test_word_list_summaries_are_cached_per_tokenizer_and_rebuilt_when_unreadable(monkeypatch, tmp_path):
+    monkeypatch.setenv("POLYDISTILL_CACHE", str(tmp_path))
+    frequencies = [("der", 0.02), ("Straße", 0.01), ("zug", 0.003)]
+    calls: list[str] = []
+
+    def word_list(language, count=0):
+        calls.append(language)
+        return frequencies
+
+    monkeypatch.setattr(general_vocabulary, "wordfreq_words", word_list)
+    monkeypatch.setattr(general_vocabulary, "wordfreq_language", lambda language: language)
+    tokenizer = build_xlmr_tokenizer()
+    encoder, state = tokenizer.backend_tokenizer, tokenizer_state(tokenizer)
+
+    def summary():
+        found = general_vocabulary.language_distributions(encoder, state, {}, {}, ["de"], sources=["wordfreq"])
+        return found.by_source["wordfreq"]["de"], found.characters
+
+    first = summary()
+    assert calls == ["de"]
+    assert first[0] == word_token_distribution(encoder, piece_scores(state), frequencies)
+    assert first[1] == set("derStraßezug")
+    (entry,) = (tmp_path / "vocabulary").iterdir()
+    assert summary() == first and calls == ["de"]  # read back exactly, the word list not read again
+
+    changed = copy.deepcopy(state)  # another tokenizer (one piece's score differs): another entry
+    changed["model"]["vocab"][-2][1] -= 1.0
+    general_vocabulary.language_distributions(encoder, changed, {}, {}, ["de"], sources=["wordfreq"])
+    assert calls == ["de", "de"] and len(list((tmp_path / "vocabulary").iterdir())) == 2
+
+    entry.write_text('{"distribution": {"5": ', encoding="utf-8")  # a torn write: read again, rewritten
+    assert summary() == first and calls == ["de", "de", "de"]
+    assert summary() == first and calls == ["de", "de", "de"]
 
 
 def test_ranked_tokens_share_a_budget_between_languages():

@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from polydistill.errors import PolydistillError
 from polydistill.models import tokenizer_surgery as surgery
-from polydistill.models.scripts import character_script, scripts_of
+from polydistill.models.scripts import scripts_of
 
 GeneralSource = Literal["wordfreq", "piece_scores"]
 GENERAL_SOURCES: tuple[str, ...] = ("wordfreq", "piece_scores")
@@ -174,19 +174,28 @@ def piece_scores(state: Mapping[str, Any]) -> dict[int, float] | None:
     return {token_id: float(score) for token_id, (_piece, score) in enumerate(state["model"]["vocab"])}
 
 
-def piece_score_distribution(state: Mapping[str, Any], scores: Mapping[int, float] | None, scripts: Iterable[str]) -> dict[int, float]:
-    """``exp(score)`` of the pieces whose letters are all in ``scripts``, normalised; empty without ``scores``."""
+def piece_scripts(state: Mapping[str, Any]) -> list[frozenset[str]]:
+    """The writing systems of each piece's letters, by id (empty for pieces of digits and punctuation)."""
+    replacement = surgery.metaspace_replacement(state) or ""
+    return [frozenset(scripts_of(piece.replace(replacement, ""))) for piece in surgery.model_vocabulary(state)]
+
+
+def piece_score_distribution(
+    state: Mapping[str, Any],
+    scores: Mapping[int, float] | None,
+    scripts: Iterable[str],
+    scripts_by_piece: Sequence[frozenset[str]] | None = None,
+) -> dict[int, float]:
+    """``exp(score)`` of the pieces whose letters are all in ``scripts``, normalised; empty without ``scores``.
+
+    ``scripts_by_piece`` (:func:`piece_scripts` of ``state``) saves reading every piece again when
+    several script sets are asked of one tokenizer.
+    """
     wanted = set(scripts)
     if scores is None or not wanted:
         return {}
-    vocabulary = surgery.model_vocabulary(state)
-    replacement = surgery.metaspace_replacement(state) or ""
-    shares: dict[int, float] = {}
-    for token_id, piece in enumerate(vocabulary):
-        letters = [character_script(character) for character in piece.replace(replacement, "")]
-        letters = [script for script in letters if script is not None]
-        if letters and all(script in wanted for script in letters):
-            shares[token_id] = math.exp(scores[token_id])
+    by_piece = piece_scripts(state) if scripts_by_piece is None else scripts_by_piece
+    shares = {token_id: math.exp(scores[token_id]) for token_id, letters in enumerate(by_piece) if letters and letters <= wanted}
     return normalised(shares)
 
 
@@ -213,6 +222,8 @@ def language_distributions(
     found.by_source["corpus"] = {language: normalised(counts) for language, counts in corpus_counts.items()}
     scripts = {language: set(corpus_scripts.get(language, set())) for language in languages}
     scores = piece_scores(state)  # once: every language's spellings and script prior read them
+    tokenizer_key = _tokenizer_key(state) if "wordfreq" in sources else ""
+    reused: list[str] = []
     if "wordfreq" in sources:
         from tqdm.auto import tqdm
 
@@ -221,20 +232,92 @@ def language_distributions(
             match = found.wordfreq_languages[language] = wordfreq_language(language)
             if match is None:
                 continue
-            words = wordfreq_words(match)
-            found.characters |= {character for word, _ in words for character in unicodedata.normalize("NFKC", word)}
-            scripts[language] |= text_scripts(word for word, _ in words[:SCRIPT_WORDS])
-            found.by_source["wordfreq"][language] = word_token_distribution(encoder, scores, words)
+            summary = _word_list_summary(encoder, scores, match, tokenizer_key, reused)
+            found.characters |= summary.characters
+            scripts[language] |= summary.scripts
+            found.by_source["wordfreq"][language] = summary.distribution
     if "piece_scores" in sources:
         by_scripts: dict[frozenset[str], dict[int, float]] = {}
+        scripts_by_piece = piece_scripts(state) if scores is not None else []
         found.by_source["piece_scores"] = {}
         for language in languages:
             key = frozenset(scripts[language])
             if key not in by_scripts:
-                by_scripts[key] = piece_score_distribution(state, scores, key)
+                by_scripts[key] = piece_score_distribution(state, scores, key, scripts_by_piece)
             if by_scripts[key]:
                 found.by_source["piece_scores"][language] = by_scripts[key]
+    if reused:
+        from polydistill.console import console
+
+        console.print(f"[bold]Vocabulary[/] word-list distributions of {', '.join(reused)} reused from the cache")
     return found
+
+
+def _tokenizer_key(state: Mapping[str, Any]) -> str:
+    """sha256 of the tokenizer's state (its tokenizer.json): what a word list's token distribution depends on."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(state, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class _WordListSummary:
+    """What a trim reads of one wordfreq list: its token shares under the tokenizer, its characters, its scripts."""
+
+    distribution: dict[int, float]
+    characters: frozenset[str]
+    scripts: frozenset[str]
+
+
+def _word_list_summary(
+    encoder: Any, scores: Mapping[int, float] | None, language: str, tokenizer_key: str, reused: list[str]
+) -> _WordListSummary:
+    """A wordfreq list's summary, kept in polydistill's cache (``vocabulary/``) per tokenizer, wordfreq
+    language and version: reading and tokenising 50,000 words is most of a trim's time, and every
+    trial of a search or rerun of a recipe trims the same tokenizer for the same languages. JSON
+    floats read back exactly; an unreadable entry is computed again and rewritten."""
+    import hashlib
+    import json
+    from importlib import metadata
+
+    from polydistill.atomic import atomic_write_text
+    from polydistill.console import console
+    from polydistill.models.offline.cache import cache_root
+
+    version = metadata.version("wordfreq")
+    key = f"{tokenizer_key}|{language}|{version}|{WORDFREQ_WORDS}|{SCRIPT_WORDS}|{DEFAULT_CAPITALISED_SHARE}"
+    path = cache_root() / "vocabulary" / f"wordfreq-{hashlib.sha256(key.encode()).hexdigest()}.json"
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        summary = _WordListSummary(
+            distribution={int(token_id): float(share) for token_id, share in stored["distribution"].items()},
+            characters=frozenset(stored["characters"]),
+            scripts=frozenset(stored["scripts"]),
+        )
+        reused.append(language)
+        return summary
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # absent or unreadable: computed again and rewritten
+    words = wordfreq_words(language)
+    summary = _WordListSummary(
+        distribution=word_token_distribution(encoder, scores, words),
+        characters=frozenset(character for word, _ in words for character in unicodedata.normalize("NFKC", word)),
+        scripts=frozenset(text_scripts(word for word, _ in words[:SCRIPT_WORDS])),
+    )
+    record = {
+        "language": language,
+        "wordfreq": version,
+        "distribution": summary.distribution,
+        "characters": sorted(summary.characters),
+        "scripts": sorted(summary.scripts),
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(record, ensure_ascii=False))
+    except OSError as error:  # a cache that cannot be written costs only the reuse
+        console.print(f"[yellow]Vocabulary[/] word-list summary not cached ({error})")
+    return summary
 
 
 def ranked_tokens(distributions: Mapping[str, Mapping[int, float]]) -> list[int]:
