@@ -202,6 +202,39 @@ def test_identical_inputs_reuse_the_cache_and_changed_inputs_rebuild_it(teacher_
 # --------------------------------------------------------------------------- equality with the online teacher
 
 
+def test_runs_asking_other_fields_share_one_cache_built_for_their_union(teacher_dir, wordpiece_tokenizer, features, tmp_path):
+    teacher = load_teacher(teacher_dir)
+    calls = count_forwards(teacher)
+    everything = list(range(len(TEXTS)))
+    batches = math.ceil(len(TEXTS) / 8)
+    logits_only = build(tmp_path, teacher, teacher_dir, wordpiece_tokenizer, features, fields=["logits"])
+    assert len(calls) == batches and sorted(logits_only.batch(everything)) == ["attention_mask", "logits"]
+
+    # a run that also needs a hidden state builds once, for both runs' fields, and replaces the logits-only cache
+    hidden = build(tmp_path, teacher, teacher_dir, wordpiece_tokenizer, features, fields=["hidden_states:2"])
+    assert len(calls) == 2 * batches and hidden.fields == ["hidden_states:2"]
+    assert sorted(hidden.manifest["fields"]) == ["hidden_states:2", "logits"]
+    assert [d.name for d in tmp_path.iterdir() if d.is_dir()] == [hidden.directory.name]
+
+    # from now on both runs, and any run asking a subset, read it without running the teacher
+    for fields in (["logits"], ["hidden_states:2"], ["hidden_states:2", "logits"]):
+        reused = build(tmp_path, teacher, teacher_dir, wordpiece_tokenizer, features, fields=fields)
+        assert reused.directory == hidden.directory and reused.forward_batches == 0 and reused.fields == fields
+    assert len(calls) == 2 * batches
+
+    # what it serves is the teacher's own output for each field
+    batch = DistillationCollator(wordpiece_tokenizer)([features[i] for i in everything])
+    expected = online(teacher, batch)
+    served = build(tmp_path, teacher, teacher_dir, wordpiece_tokenizer, features, fields=["logits", "hidden_states:2"]).outputs(batch)
+    torch.testing.assert_close(served.logits, expected.logits, rtol=0, atol=1e-5)
+    mask = batch["attention_mask"].bool()
+    torch.testing.assert_close(served.hidden_states[2][mask], expected.hidden_states[2][mask], rtol=FP16_RTOL, atol=FP16_ATOL)
+
+    # a cache of other inputs is not a sibling: asking its fields builds anew
+    other = build(tmp_path, teacher, teacher_dir, wordpiece_tokenizer, make_features(TEXTS[:-1], wordpiece_tokenizer), fields=["logits"])
+    assert other.forward_batches > 0 and other.manifest["fields"] == ["logits"] and hidden.directory.is_dir()
+
+
 def test_cached_outputs_equal_the_online_teacher_for_other_batches(built, teacher_dir, wordpiece_tokenizer, features):
     teacher = load_teacher(teacher_dir)
     for batch in shuffled_batches(features, wordpiece_tokenizer):

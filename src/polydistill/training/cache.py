@@ -6,8 +6,9 @@ for every epoch, every run and every hyperparameter trial with the same teacher 
 that cost. A run that changes its inputs on the fly (data augmentation), or has no disk to spare,
 turns the cache off and runs the teacher online as before.
 
-What is stored, per training example, in ``<root>/<fingerprint>/`` (numpy ``.npy`` files, read
-back memory-mapped so a cache larger than RAM works):
+What is stored, per training example, in ``<root>/<inputs>-<fields>/`` (numpy ``.npy`` files, read
+back memory-mapped so a cache larger than RAM works; ``<inputs>`` names the teacher and its inputs,
+``<fields>`` the stored outputs):
 
 ==========================  ===========================  ======================================
 field                       file                         layout
@@ -26,13 +27,19 @@ refused instead of silently trained on wrong targets. ``complete.json``, written
 file with its shape, dtype and byte size; a directory without it, or whose files differ from it,
 is an interrupted write and is deleted and rebuilt, never read.
 
+Sharing between runs that need different fields (hyperparameter trials with and without a
+hidden-state objective, say): a cache of the same inputs that holds every field asked for is
+read instead of building another, and a cache that has to be built stores the fields of the other
+caches of the same inputs too (the teacher's forward pass gives them all at once), then replaces
+them; so after one build for the union, every later run of those inputs reuses it.
+
 Precision: float16 keeps 11 significant bits, so a stored value differs from the teacher's by at
 most 2**-11 (about 4.9e-4) of its magnitude (and by at most 2**-25 absolutely below 6.1e-5);
 values beyond float16's range (65504) are refused at build time. Logits are stored in float32.
 
 Atomicity (:mod:`polydistill.atomic`): a build writes into a hidden ``.<fingerprint>.partial-*``
 directory beside the final one, writes ``complete.json`` last and renames the directory into place
-(``os.replace``). An exclusive lock per fingerprint lets one process build while the others (e.g.
+(``os.replace``). An exclusive lock per set of inputs lets one process build while the others (e.g.
 the other ranks of a multi-process run) wait and then reuse the result; a partial directory found
 under the lock was left by a killed build and is removed.
 """
@@ -67,7 +74,7 @@ from polydistill.sizes import format_bytes
 from polydistill.training.features import FEATURE_COLUMNS
 
 #: bump when the layout of a cache directory changes: old caches then get new fingerprints
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
 MANIFEST_FILE = "complete.json"
 OFFSETS_FILE = "token_offsets.npy"
 ROW_HASHES_FILE = "row_hashes.npy"
@@ -166,12 +173,14 @@ def teacher_input_prefix(columns: Iterable[str]) -> str:
 
 
 def cache_fingerprint(*, teacher_sha256: str, tokenizer, features, max_length: int, fields: Sequence[str]) -> str:
-    """sha256 naming a cache: the teacher's weights, its tokenizer, the exact teacher inputs of
-    every example in order (token ids, attention mask, token types: these capture the data, the
-    preprocessing and the truncation), ``max_length``, the stored fields and the cache format.
+    """The name of a cache, ``<inputs>-<fields>``: a sha256 of the teacher's weights, its tokenizer,
+    the exact teacher inputs of every example in order (token ids, attention mask, token types:
+    these capture the data, the preprocessing and the truncation), ``max_length`` and the cache
+    format; then a shorter digest of the stored fields (:func:`fields_key`).
 
-    Anything the teacher's outputs depend on changes it; hyperparameters that only the loss or
-    the student sees (temperature, weights, learning rate, epochs) do not, so trials share a cache.
+    Anything the teacher's outputs depend on changes the first part; hyperparameters that only the
+    loss or the student sees (temperature, weights, learning rate, epochs) do not, so trials share
+    a cache, and caches of the same inputs with other fields are found by it.
     """
     digest = hashlib.sha256()
 
@@ -182,7 +191,6 @@ def cache_fingerprint(*, teacher_sha256: str, tokenizer, features, max_length: i
     part("teacher_sha256", teacher_sha256.encode())
     part("tokenizer", tokenizer_identity(tokenizer).encode())
     part("max_length", str(int(max_length)).encode())
-    part("fields", json.dumps(normalise_fields(fields)).encode())
     part("examples", str(len(features)).encode())
     prefix = teacher_input_prefix(features.column_names)
     for key in FEATURE_COLUMNS:
@@ -194,7 +202,17 @@ def cache_fingerprint(*, teacher_sha256: str, tokenizer, features, max_length: i
             lengths.update(row_lengths.astype("<i8").tobytes())
             values.update(row_values.astype("<i8").tobytes())
         part(column, lengths.digest() + values.digest())
-    return digest.hexdigest()
+    return f"{digest.hexdigest()}-{fields_key(fields)}"
+
+
+def fields_key(fields: Iterable[str]) -> str:
+    """A 16-hex-digit digest of a set of fields, the second part of a cache's name."""
+    return hashlib.sha256(json.dumps(normalise_fields(fields)).encode()).hexdigest()[:16]
+
+
+def inputs_part(fingerprint: str) -> str:
+    """The part of a cache's name that names the teacher and its inputs (before the fields)."""
+    return fingerprint.rpartition("-")[0] or fingerprint
 
 
 def tokenizer_identity(tokenizer) -> str:
@@ -318,11 +336,19 @@ class TeacherCache:
     existing cache was reused.
     """
 
-    def __init__(self, directory: Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray], forward_batches: int = 0):
+    def __init__(
+        self,
+        directory: Path,
+        manifest: dict[str, Any],
+        arrays: dict[str, np.ndarray],
+        forward_batches: int = 0,
+        fields: Sequence[str] | None = None,
+    ):
         self.directory = directory
         self.manifest = manifest
         self.fingerprint: str = manifest["fingerprint"]
-        self.fields: list[str] = manifest["fields"]
+        #: the fields this cache serves: those asked for when it was opened (the directory may hold more)
+        self.fields: list[str] = normalise_fields(fields) if fields is not None else manifest["fields"]
         self.teacher_layers: int = manifest["teacher_layers"]
         self.forward_batches = forward_batches
         self._arrays = arrays
@@ -346,13 +372,14 @@ class TeacherCache:
 
     @classmethod
     def open(cls, directory: str | Path, *, fingerprint: str | None = None, fields: Sequence[str] | None = None) -> TeacherCache:
-        """Map a complete cache directory; raise :class:`TeacherCacheError` for anything else."""
+        """Map a complete cache directory, serving ``fields`` (default: all it holds); raise
+        :class:`TeacherCacheError` for anything else."""
         directory = Path(directory)
         manifest, problem = _read_manifest(directory, fingerprint, fields)
         if problem:
             raise TeacherCacheError(f"teacher cache {directory}: {problem}")
         arrays = {name: np.load(directory / name, mmap_mode="r", allow_pickle=False) for name in manifest["files"]}
-        return cls(directory, manifest, arrays)
+        return cls(directory, manifest, arrays, fields=fields)
 
     @classmethod
     def load_or_build(
@@ -367,35 +394,55 @@ class TeacherCache:
         batch_size: int = 64,
         device: str | torch.device | None = None,
     ) -> TeacherCache:
-        """Reuse ``root/<fingerprint>`` when it is complete, else run ``teacher`` over ``features``
-        (in row order, ``batch_size`` rows per forward pass, padded by ``collator``) and store
-        ``fields`` there. The ``embeddings`` field is the mean-pooled ``last_hidden_state`` of the
-        same forward pass (the trainer's pooling). ``device`` moves the teacher there (default:
-        where it is).
+        """Reuse ``root/<fingerprint>`` when it is complete, or another cache of the same inputs that
+        holds every field asked for; else run ``teacher`` over ``features`` (in row order,
+        ``batch_size`` rows per forward pass, padded by ``collator``) and store ``fields``, with the
+        fields of the other caches of these inputs, which the new one then replaces. The
+        ``embeddings`` field is the mean-pooled ``last_hidden_state`` of the same forward pass (the
+        trainer's pooling). ``device`` moves the teacher there (default: where it is).
         """
         root = Path(root)
         fields = normalise_fields(fields)
+        inputs = inputs_part(fingerprint)
         final = root / fingerprint
-        with directory_lock(final):
+        with directory_lock(root / inputs):  # one builder per set of inputs, whichever fields it stores
             if final.exists():
                 _, problem = _read_manifest(final, fingerprint, fields)
                 if problem is None:
                     console.print(f"[bold]Teacher cache[/] reused: {final}")
                     return cls.open(final, fingerprint=fingerprint, fields=fields)
                 console.print(f"[yellow]Teacher cache[/] {final} is incomplete ({problem}): rebuilding it")
+            siblings = _complete_siblings(root, inputs, exclude=final)
+            holding = [(directory, held) for directory, held in siblings if set(fields) <= set(held)]
+            if holding:
+                directory, held = min(holding, key=lambda sibling: len(sibling[1]))
+                console.print(
+                    f"[bold]Teacher cache[/] reused: {directory} (it holds {len(held)} fields, the {len(fields)} asked among them)"
+                )
+                return cls.open(directory, fields=fields)
+            stored = normalise_fields([*fields, *(name for _, held in siblings for name in held)])
+            if stored != fields:
+                final = root / f"{inputs}-{fields_key(stored)}"
+                console.print(
+                    f"[bold]Teacher cache[/] storing {len(stored) - len(fields)} more fields than asked, those of "
+                    f"{len(siblings)} other cache(s) of these inputs, which it replaces"
+                )
             with atomic_directory(final, manifest_name=MANIFEST_FILE) as partial:
                 forward_batches = _CacheWriter(
                     partial,
-                    fingerprint=fingerprint,
+                    fingerprint=final.name,
                     teacher=teacher,
                     features=features,
                     collator=collator,
-                    fields=fields,
+                    fields=stored,
                     batch_size=batch_size,
                     device=device,
                 ).write()
+            cache = cls.open(final, fingerprint=final.name, fields=fields)
+            for directory, _ in siblings:  # every field they hold is in the new cache; open readers keep their mappings
+                if directory != final:
+                    shutil.rmtree(directory, ignore_errors=True)
         console.print(f"[bold green]Teacher cache[/] written: {final}")
-        cache = cls.open(final, fingerprint=fingerprint, fields=fields)
         cache.forward_batches = forward_batches
         return cache
 
@@ -533,8 +580,10 @@ def _read_manifest(directory: Path, fingerprint: str | None, fields: Sequence[st
         return manifest, f"cache format {manifest.get('format')}, expected {CACHE_FORMAT_VERSION}"
     if fingerprint is not None and manifest.get("fingerprint") != fingerprint:
         return manifest, "it was written for another fingerprint"
-    if fields is not None and manifest.get("fields") != normalise_fields(fields):
-        return manifest, f"it holds fields {manifest.get('fields')}, not {normalise_fields(fields)}"
+    if fields is not None:
+        missing = [name for name in normalise_fields(fields) if name not in manifest.get("fields", [])]
+        if missing:
+            return manifest, f"it holds fields {manifest.get('fields')}, not {', '.join(missing)}"
     for name, entry in files.items():
         file = directory / name
         if not file.is_file():
@@ -542,6 +591,18 @@ def _read_manifest(directory: Path, fingerprint: str | None, fields: Sequence[st
         if file.stat().st_size != entry["bytes"]:
             return manifest, f"{name} has {file.stat().st_size} bytes, the manifest says {entry['bytes']}"
     return manifest, None
+
+
+def _complete_siblings(root: Path, inputs: str, *, exclude: Path) -> list[tuple[Path, list[str]]]:
+    """The complete caches of the same teacher inputs in ``root`` (other than ``exclude``) and their fields."""
+    found = []
+    for directory in sorted(root.glob(f"{inputs}-*")):
+        if directory == exclude or not directory.is_dir():
+            continue
+        manifest, problem = _read_manifest(directory, directory.name, None)
+        if problem is None:
+            found.append((directory, list(manifest["fields"])))
+    return found
 
 
 # --------------------------------------------------------------------------- writing
