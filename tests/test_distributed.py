@@ -1,5 +1,6 @@
-"""Multi-process training on CPU (torchrun, gloo): two processes of 4 rows each train the student a
-single process of 8 rows trains, with the teacher cache built once and only rank 0 writing.
+"""Multi-process training on CPU (torchrun, gloo): two processes of 4 rows each fine-tune the teacher
+and train the student a single process of 8 rows does, with the teacher cache built once and only
+rank 0 writing.
 
 Why the two runs see the same rows: the Trainer's RandomSampler becomes accelerate's
 SeedableRandomSampler, the same permutation (from the run's seed) in every process, and accelerate's
@@ -8,9 +9,10 @@ BatchSamplerShard hands process k batch k of each group of two batches of 4, so 
 per-row (or, with every row the same length and no padding, per-token) means and DDP averages the
 gradients of the student and of the projection heads, so only float32 summation order differs.
 
-Tolerance: max abs difference 1e-5 over every tensor (student weights and saved heads). Measured on
-this setup: 2.7e-7 for the student, 3e-8 for the heads; rows split wrongly (one process of 4 rows)
-differ by 8e-3, and heads trained on one rank's half of each batch would differ at that scale too.
+Tolerance: max abs difference 1e-5 over every tensor (teacher, student weights and saved heads). Measured on
+this setup: 3.3e-8 for the fine-tuned teacher, 1.2e-7 for the student, 1.5e-7 for the heads; rows split
+wrongly (one process of 4 rows) differ by 8e-3, and a teacher fine-tuned by each rank alone (what
+TrainingArguments without use_cpu did under torchrun on CPU) by 2.5e-3.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ teacher:
   model: {teacher}
   cache: true
   cache_dir: {cache_dir}
+  finetune:
+    data: {{path: train.jsonl}}
+    training: {{max_steps: 4, learning_rate: 0.001, per_device_train_batch_size: {batch}}}
 student:
   keep_layers: 2
   hidden_size: 16
@@ -117,6 +122,11 @@ def test_two_gloo_processes_train_the_single_process_student(setup):
     single, _, _ = launch([], setup, "one", batch=8)
     two, cache_dir, log = launch(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"], setup, "two", batch=4)
 
+    # the teacher, fine-tuned by both ranks (DDP) and saved by rank 0 alone before the others read it
+    base, fine_tuned = load_file(setup / "teacher" / "model.safetensors"), load_file(two / "teacher" / "model.safetensors")
+    assert max_difference(load_file(single / "teacher" / "model.safetensors"), fine_tuned) < TOLERANCE
+    assert max_difference(base, fine_tuned) > 100 * TOLERANCE
+    assert log.count("Teacher fine-tuning") == 2 and log.count("reusing the fine-tuned teacher") == 0
     student = max_difference(load_file(single / "student" / "model.safetensors"), load_file(two / "student" / "model.safetensors"))
     assert student < TOLERANCE
     # the heads exist (16 -> 32 projections), were averaged across ranks, and rank 0 saved them

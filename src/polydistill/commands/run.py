@@ -35,9 +35,10 @@ def add_overwrite_option(parser: argparse.ArgumentParser | argparse._MutuallyExc
 
 def _run(args: argparse.Namespace) -> int:
     from polydistill.config import load_config
-    from polydistill.training.run import run
+    from polydistill.training.run import is_main_process, run
 
     config = load_config(args.config)
     result = run(config, output_dir=args.out, overwrite=args.overwrite, resume=args.resume)
-    print(result.student_dir)
+    if is_main_process():  # one line per launch, not per rank
+        print(result.student_dir)
     return 0

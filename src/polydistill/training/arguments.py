@@ -253,6 +253,9 @@ def training_arguments(config: RunConfig, output_dir: Path, overrides: dict[str,
 
     own = {key: value for key, value in overrides.items() if key not in POLYDISTILL_TRAINING_KEYS}
     arguments = DEFAULT_TRAINING_ARGUMENTS | {"seed": config.seed, "data_seed": config.seed} | own
+    if "use_cpu" not in own and _several_processes_without_accelerator():
+        # without it accelerate finds no multi-CPU setup under torchrun and every rank trains alone on its shard
+        arguments["use_cpu"] = True
     try:
         built = TrainingArguments(
             output_dir=str(output_dir),
@@ -270,3 +273,12 @@ def training_arguments(config: RunConfig, output_dir: Path, overrides: dict[str,
             "expected num_train_epochs above 0 or max_steps of at least 1"
         )
     return built
+
+
+def _several_processes_without_accelerator() -> bool:
+    """Launched as one of several processes (torchrun, accelerate launch) on a machine with no GPU or other accelerator."""
+    import os
+
+    import torch
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available()

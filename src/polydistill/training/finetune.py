@@ -96,13 +96,15 @@ def finetune_teacher(config: RunConfig, base_dir: Path, output_dir: Path, *, lab
         data_collator=DistillationCollator(tokenizer),
         processing_class=tokenizer,
     )
-    trainer.train()
+    trainer.train()  # under torchrun every rank trains its shard and DDP keeps the ranks' weights equal
     check_finite_weights(model, "the fine-tuned teacher")
-    save_model_dir(model, tokenizer, output_dir)
-    record.write_text(json.dumps({"key": key, "base": str(base_dir)}, indent=2))
-    remove_rolling_checkpoints(output_dir, finetune.training)
-    if config.teacher.cache:
-        _store_in_cache(output_dir, cached)
+    with trainer.args.main_process_first(desc="saving the fine-tuned teacher"):  # the other ranks wait, then read it
+        if trainer.is_world_process_zero():
+            save_model_dir(model, tokenizer, output_dir)
+            record.write_text(json.dumps({"key": key, "base": str(base_dir)}, indent=2))
+            remove_rolling_checkpoints(output_dir, finetune.training)
+            if config.teacher.cache:
+                _store_in_cache(output_dir, cached)
     return output_dir
 
 
