@@ -167,3 +167,17 @@ def tiny_encoder_dir(tmp_path_factory, wordpiece_tokenizer) -> Path:
     BertModel(tiny_bert_config(wordpiece_tokenizer, layers=2), add_pooling_layer=False).save_pretrained(directory)
     wordpiece_tokenizer.save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def two_language_data(tmp_path_factory) -> dict[str, Path]:
+    """The synthetic task in two 'languages' (rows alternately tagged en and de)."""
+    root = tmp_path_factory.mktemp("search-data")
+
+    def tagged(rows: list[dict]) -> list[dict]:
+        return [row | {"lang": "de" if index % 2 else "en"} for index, row in enumerate(rows)]
+
+    return {
+        "train": write_jsonl(root / "train.jsonl", tagged(synthetic_examples(300, seed=1))),
+        "test": write_jsonl(root / "test.jsonl", tagged(synthetic_examples(120, seed=2))),
+    }

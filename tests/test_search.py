@@ -20,7 +20,7 @@ from polydistill.errors import ConfigError
 from polydistill.models.student import build_student
 from polydistill.search.runner import search
 from polydistill.search.space import grid_points
-from tests.conftest import LABEL_NAMES, synthetic_examples, write_jsonl
+from tests.conftest import LABEL_NAMES
 
 CONFIG = """\
 teacher:
@@ -44,20 +44,6 @@ evaluation:
 search:
 {search}
 """
-
-
-@pytest.fixture(scope="module")
-def two_language_data(tmp_path_factory) -> dict[str, Path]:
-    """The synthetic task in two 'languages' (rows alternately tagged en and de)."""
-    root = tmp_path_factory.mktemp("search-data")
-
-    def tagged(rows: list[dict]) -> list[dict]:
-        return [row | {"lang": "de" if index % 2 else "en"} for index, row in enumerate(rows)]
-
-    return {
-        "train": write_jsonl(root / "train.jsonl", tagged(synthetic_examples(300, seed=1))),
-        "test": write_jsonl(root / "test.jsonl", tagged(synthetic_examples(120, seed=2))),
-    }
 
 
 def write_config(path: Path, teacher: Path, data: dict[str, Path], search_section: str) -> Path:
@@ -103,7 +89,7 @@ class TeacherForwards(TrainerCallback):
 
 
 def test_a_search_finds_the_better_setting_runs_the_teacher_once_and_best_yaml_reruns_to_its_metric(
-    tiny_teacher_dir, two_language_data, tmp_path, monkeypatch
+    tiny_teacher_dir, two_language_data, tmp_path, monkeypatch, capsys
 ):
     # learning rate 0 leaves the copied 1-layer student as it starts; 2e-3 distils it: the outcome is known
     config = write_config(
@@ -126,6 +112,8 @@ def test_a_search_finds_the_better_setting_runs_the_teacher_once_and_best_yaml_r
     teacher = AutoModelForSequenceClassification.from_pretrained(tiny_teacher_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_teacher_dir)
     untrained = macro_f1_by_language(build_student(teacher, keep_layers=1).model.eval(), tokenizer, two_language_data["test"])
+    # the lr-0 trial trained a copy of the student trial 0 built (not trial 0's trained one)
+    assert "Student reusing the one this process built" in capsys.readouterr().err
     assert trials[0.0]["languages"] == pytest.approx(untrained, abs=1e-6)
     assert trials[0.0]["mean"] == pytest.approx(sum(untrained.values()) / 2, abs=1e-6)
     assert trials[2.0e-3]["mean"] > trials[0.0]["mean"] + 0.1
@@ -228,3 +216,71 @@ def test_two_objectives_give_a_pareto_front_of_non_dominated_trials(tiny_teacher
         assert (tmp_path / "out" / "pareto" / f"trial-{number:04d}.yaml").is_file()
     assert (tmp_path / "out" / "plots" / "pareto.png").stat().st_size > 1000
     assert all(math.isfinite(v["mean"]) for v in values)
+
+
+def study_with_one_running_trial(tmp_path: Path, heartbeat: int = 30, retries: int = 0):
+    """A study in SQLite with one trial taken (RUNNING, temperature sampled) and nothing else queued."""
+    import optuna
+
+    from polydistill.search.config import SearchConfig
+    from polydistill.search.study import open_storage, open_study, take_trial
+
+    search_config = SearchConfig(space={"objectives.soft_targets.temperature": {"float": [1.0, 4.0]}}, heartbeat=heartbeat)
+    study = open_study(open_storage(f"sqlite:///{tmp_path / 'study.db'}", heartbeat=heartbeat), "s", search_config, seed=0, create=True)
+    study.enqueue_trial({}, user_attrs={"retries": retries} if retries else None)
+    trial = take_trial(study)
+    temperature = trial.suggest_float("objectives.soft_targets.temperature", 1.0, 4.0)
+    return optuna, study, trial, temperature
+
+
+def dead_pid() -> int:
+    """A process id that no process has: a child that has exited and been reaped."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_dead_workers_trial_is_failed_once_and_queued_again_with_its_parameters(tmp_path):
+    import socket
+
+    from polydistill.search.study import MAX_RETRIES, outcome_of, reclaim_dead_workers
+
+    optuna, study, trial, temperature = study_with_one_running_trial(tmp_path)
+    pid = dead_pid()
+    study._storage.set_trial_user_attr(trial._trial_id, "worker", f"{socket.gethostname()}:{pid}")
+    reclaim_dead_workers(study)
+    reclaim_dead_workers(study)  # a second worker noticing the same dead one changes nothing
+    first, retry = study.get_trials()
+    assert first.state.name == "FAIL" and outcome_of(first) == "interrupted" and f"process {pid}" in first.user_attrs["interrupted"]
+    assert retry.state.name == "WAITING" and retry.user_attrs["retry_of"] == first.number
+    assert retry.system_attrs["fixed_params"] == {"objectives.soft_targets.temperature": temperature}
+
+    # a trial interrupted MAX_RETRIES times already is a failed trial with a result, not queued again
+    (tmp_path / "again").mkdir()
+    optuna, study, trial, _ = study_with_one_running_trial(tmp_path / "again", retries=MAX_RETRIES)
+    study._storage.set_trial_user_attr(trial._trial_id, "worker", f"{socket.gethostname()}:{pid}")
+    reclaim_dead_workers(study)
+    (only,) = study.get_trials()
+    assert only.state.name == "FAIL" and outcome_of(only) == "failed" and "interrupted 3 times" in only.user_attrs["error"]
+
+
+def test_a_trial_whose_heartbeat_stops_is_failed_and_queued_again(tmp_path):
+    import time
+
+    from polydistill.search.study import heartbeat, outcome_of, reclaim_dead_workers
+
+    optuna, study, trial, temperature = study_with_one_running_trial(tmp_path, heartbeat=1)
+    study._storage.set_trial_user_attr(trial._trial_id, "worker", "another-machine:1")  # not a process of this one
+    with heartbeat(study, trial, 1):
+        time.sleep(2.5)
+        reclaim_dead_workers(study)  # beating: left alone
+        assert [t.state.name for t in study.get_trials()] == ["RUNNING"]
+    time.sleep(4.5)  # silent for longer than the grace period of 4 heartbeats
+    reclaim_dead_workers(study)
+    first, retry = study.get_trials()
+    assert first.state.name == "FAIL" and outcome_of(first) == "interrupted"
+    assert retry.state.name == "WAITING" and retry.user_attrs["retry_reason"] == "its worker stopped sending heartbeats"
+    assert retry.system_attrs["fixed_params"] == {"objectives.soft_targets.temperature": temperature}

@@ -27,7 +27,7 @@ from polydistill.console import console
 from polydistill.evaluation.report.render import _CSS, markdown_table
 from polydistill.search.config import OBJECTIVE_DIRECTIONS
 from polydistill.search.space import decode
-from polydistill.search.study import BASELINE_ATTR, ERROR_ATTR, INTERRUPTED_ATTR, OUTCOME_ATTR, redacted
+from polydistill.search.study import BASELINE_ATTR, ERROR_ATTR, INTERRUPTED_ATTR, outcome_of, redacted
 from polydistill.search.trial import SearchSetup, best_trials, full_config
 
 SUMMARY_FILE = "search.json"
@@ -127,7 +127,7 @@ def _yaml_with_header(config: dict[str, Any], trial: Any) -> str:
 def _counts(study: Any) -> dict[str, int]:
     counts: dict[str, int] = {}
     for trial in study.get_trials(deepcopy=False):
-        key = trial.user_attrs.get(OUTCOME_ATTR) or ("interrupted" if INTERRUPTED_ATTR in trial.user_attrs else trial.state.name.lower())
+        key = outcome_of(trial)
         counts[key] = counts.get(key, 0) + 1
     return counts
 
@@ -141,12 +141,15 @@ def trials_table(setup: SearchSetup, study: Any) -> tuple[list[str], list[list[s
     rows = []
     for trial in study.get_trials(deepcopy=False):
         attrs = trial.user_attrs
-        outcome = attrs.get(OUTCOME_ATTR) or ("interrupted" if INTERRUPTED_ATTR in attrs else trial.state.name.lower())
+        outcome = outcome_of(trial)
         values = dict(zip(objectives, trial.values, strict=True)) if trial.values else {}
         extra = [_number(attrs.get(n)) for n in ("mean", "worst") if n not in objectives]
         params = decoded_params(setup, trial)
         steps = attrs.get("steps", max(trial.intermediate_values) if trial.intermediate_values else "")
-        note = attrs.get(ERROR_ATTR) or attrs.get(INTERRUPTED_ATTR) or ("the config's own values" if attrs.get(BASELINE_ATTR) else "")
+        if outcome == "interrupted":
+            note = attrs.get(INTERRUPTED_ATTR, "its worker stopped sending heartbeats")
+        else:
+            note = attrs.get(ERROR_ATTR) or ("the config's own values" if attrs.get(BASELINE_ATTR) else "")
         rows.append(
             [
                 f"{trial.number}{' *' if trial.number in best else ''}",

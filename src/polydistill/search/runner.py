@@ -28,14 +28,15 @@ from polydistill.errors import ConfigError
 from polydistill.search.results import write_results
 from polydistill.search.space import baseline_params, check_space
 from polydistill.search.study import (
+    fail_interrupted,
     has_result,
     heartbeat,
     open_storage,
     open_study,
+    outcome_of,
     queue_trials,
     reclaim_dead_workers,
     redacted,
-    requeue_interrupted,
     take_trial,
 )
 from polydistill.search.trial import SearchSetup, keep_best_students, run_trial
@@ -123,22 +124,22 @@ def work(setup: SearchSetup, study: Any, deadline: float | None) -> None:
     """Take queued trials and run them until the queue is empty (or the deadline passes)."""
     from optuna.trial import TrialState
 
-    while deadline is None or time.time() < deadline:
-        reclaim_dead_workers(study)
-        trial = take_trial(study)
-        if trial is None:
-            return
-        with heartbeat(study, trial, setup.search.heartbeat):
-            try:
-                run_trial(setup, study, trial)
-            except BaseException:  # Ctrl-C, a kill signal turned exception: the trial has no result, queue it again
-                frozen = study._storage.get_trial(trial._trial_id)
-                if frozen.state == TrialState.RUNNING:
-                    study._storage.set_trial_user_attr(trial._trial_id, "interrupted", "the search was interrupted")
-                    study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-                    requeue_interrupted(study, study._storage.get_trial(trial._trial_id))
-                raise
-        keep_best_students(study, setup)
+    from polydistill.training.student_setup import reusing_students
+
+    with reusing_students():  # trials with the same student section train copies of one built, trimmed student
+        while deadline is None or time.time() < deadline:
+            reclaim_dead_workers(study)
+            trial = take_trial(study)
+            if trial is None:
+                return
+            with heartbeat(study, trial, setup.search.heartbeat):
+                try:
+                    run_trial(setup, study, trial)
+                except BaseException:  # Ctrl-C, a kill signal turned exception: the trial has no result, queue it again
+                    if study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
+                        fail_interrupted(study, trial._trial_id, "the search was interrupted")
+                    raise
+            keep_best_students(study, setup)
     console.print("[bold]Search[/] timeout reached: no new trial starts")
 
 
@@ -206,6 +207,6 @@ def _run_workers(
 def _progress(study: Any) -> str:
     counts: dict[str, int] = {}
     for trial in study.get_trials(deepcopy=False):
-        key = trial.user_attrs.get("outcome") or trial.state.name.lower()
+        key = outcome_of(trial)
         counts[key] = counts.get(key, 0) + 1
     return ", ".join(f"{count} {key}" for key, count in sorted(counts.items()))

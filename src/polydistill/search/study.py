@@ -78,9 +78,14 @@ def open_storage(url: str, *, heartbeat: int) -> Any:
             engine_kwargs=engine,
             heartbeat_interval=heartbeat,
             grace_period=4 * heartbeat,
-            heartbeat_stale_trial_callback=requeue_interrupted,
+            heartbeat_stale_trial_callback=requeue_stale,
         )
-    except Exception as error:  # sqlalchemy's errors (no driver, refused connection, bad URL) all name the cause
+    except ImportError as error:  # the database's driver (Optuna re-raises SQLAlchemy's ModuleNotFoundError)
+        missing = error if isinstance(error, ModuleNotFoundError) else error.__cause__
+        name = getattr(missing, "name", None) or "for this database"
+        hint = {"psycopg": " (pip install 'polydistill[postgres]')", "psycopg2": " (or write postgresql:// for psycopg 3)"}.get(name, "")
+        raise PolydistillError(f"--storage {redacted(url)}: the database driver {name} is not installed{hint}") from None
+    except Exception as error:  # sqlalchemy's errors (refused connection, bad URL) name the cause
         raise PolydistillError(f"--storage {redacted(url)}: cannot open the study storage: {type(error).__name__}: {error}") from None
 
 
@@ -149,6 +154,16 @@ def has_result(trial: Any) -> bool:
     return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (trial.state == TrialState.FAIL and OUTCOME_ATTR in trial.user_attrs)
 
 
+def outcome_of(trial: Any) -> str:
+    """complete, pruned, invalid, diverged or failed (a result), interrupted (lost with its worker:
+    a failed trial without an outcome of its own), or the state of a trial still to run."""
+    from optuna.trial import TrialState
+
+    if OUTCOME_ATTR in trial.user_attrs:
+        return str(trial.user_attrs[OUTCOME_ATTR])
+    return "interrupted" if trial.state == TrialState.FAIL else trial.state.name.lower()
+
+
 def queue_trials(study: Any, search: SearchConfig, trials: int, baseline: dict[str, Any] | None = None) -> int:
     """Queue what the study lacks to reach ``trials`` results; how many were queued.
 
@@ -205,43 +220,56 @@ def take_trial(study: Any) -> Any | None:
     return None
 
 
-def requeue_interrupted(study: Any, trial: Any) -> None:
-    """A trial failed without a result (its worker died): queue its parameters again, at most
-    :data:`MAX_RETRIES` times, then count it as failed."""
+def fail_interrupted(study: Any, trial_id: int, why: str) -> None:
+    """Fail a RUNNING trial whose worker is gone (or was stopped) and queue its parameters again, at
+    most :data:`MAX_RETRIES` times; after that it counts as a failed trial. The storage's
+    compare-and-set makes this happen once when several workers notice the same dead one."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
     storage = study._storage
+    trial = storage.get_trial(trial_id)
     retries = int(trial.user_attrs.get("retries", 0))
-    if INTERRUPTED_ATTR not in trial.user_attrs:
-        storage.set_trial_user_attr(trial._trial_id, INTERRUPTED_ATTR, "its worker stopped sending heartbeats")
-    if retries >= MAX_RETRIES:
-        storage.set_trial_user_attr(trial._trial_id, OUTCOME_ATTR, "failed")
-        storage.set_trial_user_attr(trial._trial_id, ERROR_ATTR, f"interrupted {retries + 1} times with these parameters")
-        return
-    study.enqueue_trial(trial.system_attrs.get("fixed_params", trial.params), user_attrs={RETRY_ATTR: trial.number, "retries": retries + 1})
-    console.print(
-        f"[yellow]Trial {trial.number}[/] was interrupted ({trial.user_attrs.get(INTERRUPTED_ATTR, 'no heartbeat')}); queued again"
-    )
+    try:  # attributes first: a finished trial takes none
+        storage.set_trial_user_attr(trial_id, INTERRUPTED_ATTR, why)
+        if retries >= MAX_RETRIES:
+            storage.set_trial_user_attr(trial_id, OUTCOME_ATTR, "failed")
+            storage.set_trial_user_attr(trial_id, ERROR_ATTR, f"interrupted {retries + 1} times with these parameters")
+        if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+            return
+    except UpdateFinishedTrialError:
+        return  # another worker reclaimed it first
+    if retries < MAX_RETRIES:
+        _queue_again(study, storage.get_trial(trial_id), why)
+
+
+def requeue_stale(study: Any, trial: Any) -> None:
+    """Optuna's callback for a trial it failed because its heartbeat went silent: queue it again."""
+    retries = int(trial.user_attrs.get("retries", 0))
+    if retries < MAX_RETRIES:
+        _queue_again(study, trial, "its worker stopped sending heartbeats")
+
+
+def _queue_again(study: Any, trial: Any, why: str) -> None:
+    # the parameters it ran with (sampled ones included), else the ones it was queued with
+    params = trial.params or trial.system_attrs.get("fixed_params", {})
+    retries = int(trial.user_attrs.get("retries", 0)) + 1
+    study.enqueue_trial(params, user_attrs={RETRY_ATTR: trial.number, "retries": retries, "retry_reason": why})
+    console.print(f"[yellow]Trial {trial.number}[/] was interrupted ({why}); queued again")
 
 
 def reclaim_dead_workers(study: Any) -> None:
     """Fail and requeue the RUNNING trials of workers that are gone: on this machine, a process that no
     longer exists; elsewhere, a heartbeat silent for its grace period (RDB storages)."""
-    import copy
-
     import optuna
     from optuna.trial import TrialState
 
     host = socket.gethostname()
-    storage = study._storage
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker_host, _, pid = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")
         if worker_host != host or not pid.isdigit() or _alive(int(pid)):
             continue
-        storage.set_trial_user_attr(trial._trial_id, INTERRUPTED_ATTR, f"its worker (process {pid}) ended without finishing it")
-        try:
-            if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-                requeue_interrupted(study, copy.deepcopy(storage.get_trial(trial._trial_id)))
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
+        fail_interrupted(study, trial._trial_id, f"its worker (process {pid}) ended without finishing it")
     with warnings.catch_warnings():  # experimental since Optuna 2.9, and what every heartbeat-keeping worker calls
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)

@@ -3,7 +3,8 @@
 A trial is a normal run (:func:`polydistill.training.run.run`) into ``OUT/trials/NNNN``, validated
 like any config before it starts, with what a comparison of recipes does not need left out: no
 compression ladder, no noise evaluation, no efficiency measurement, no teacher on the eval set
-(the scorer scores the student alone, :mod:`polydistill.search.scoring`). It shares the run's
+(the scorer scores the student alone, :mod:`polydistill.search.scoring`), no checkpoints (an
+interrupted trial is queued again and starts over). It shares the run's
 teacher-output cache and fine-tuned teacher with every other trial. Whatever a trial ends with
 (complete, pruned, an invalid sampled config, a diverged loss, an error) is recorded in the
 study and in ``trial.json``; none of it stops the study.
@@ -67,6 +68,8 @@ def trial_config(setup: SearchSetup, params: dict[str, Any], output_dir: Path) -
     raw["compress"] = None
     evaluation = raw.setdefault("evaluation", {}) if isinstance(raw.get("evaluation"), dict | type(None)) else {}
     raw["evaluation"] = {**(evaluation or {}), "noise": None, "efficiency": "off"}
+    if isinstance(raw.get("training"), dict | type(None)):  # an interrupted trial is run again from the start: no checkpoints
+        raw["training"] = {**(raw.get("training") or {}), "save_strategy": "no"}
     return validate_config(raw, source_file=setup.config.source_file, source_text=setup.config.source_text)
 
 
