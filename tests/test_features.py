@@ -21,6 +21,9 @@ def test_features_are_the_tokenizers_output_under_a_fingerprint_of_their_inputs(
     # another copy of the same tokenizer over the same rows: the same fingerprint (a cached map result is reused) ...
     again = tokenize_for_distillation(Dataset.from_dict(ROWS), build_wordpiece_tokenizer(), max_length=8)
     assert again._fingerprint == features._fingerprint
+    # the tokenizer used since (its backend now set to truncate at 6) is still the same tokenizer
+    tokenizer(ROWS["text"], truncation=True, max_length=6)
+    assert tokenize_for_distillation(rows, tokenizer, max_length=8)._fingerprint == features._fingerprint
     # ... and each thing the features depend on changes it
     other_vocabulary = build_wordpiece_tokenizer()
     other_vocabulary.add_tokens(["drumroll"])

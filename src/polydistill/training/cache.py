@@ -71,7 +71,7 @@ from polydistill.errors import PolydistillError
 from polydistill.models.pooling import last_hidden_state, mean_pool, needs_hidden_states_to_pool
 from polydistill.objectives.base import Outputs
 from polydistill.sizes import format_bytes
-from polydistill.training.features import FEATURE_COLUMNS
+from polydistill.training.features import FEATURE_COLUMNS, tokenizer_identity
 
 #: bump when the layout of a cache directory changes: old caches then get new fingerprints
 CACHE_FORMAT_VERSION = 2
@@ -213,26 +213,6 @@ def fields_key(fields: Iterable[str]) -> str:
 def inputs_part(fingerprint: str) -> str:
     """The part of a cache's name that names the teacher and its inputs (before the fields)."""
     return fingerprint.rpartition("-")[0] or fingerprint
-
-
-def tokenizer_identity(tokenizer) -> str:
-    """What decides a tokenizer's output: its full serialisation (fast tokenizers) or vocabulary,
-    its special tokens and its padding and truncation sides. The backend's truncation and padding
-    settings are left out: each encode or pad call sets them, so they say how it was last used."""
-    identity: dict[str, Any] = {
-        "special_tokens": getattr(tokenizer, "special_tokens_map", {}),
-        "padding_side": getattr(tokenizer, "padding_side", None),
-        "truncation_side": getattr(tokenizer, "truncation_side", None),
-    }
-    if getattr(tokenizer, "is_fast", False):
-        backend = json.loads(tokenizer.backend_tokenizer.to_str())
-        # call-time state that every encode/pad call rewrites, not part of what the tokenizer is
-        backend.pop("truncation", None)
-        backend.pop("padding", None)
-        identity["backend"] = backend
-    else:
-        identity["vocabulary"] = sorted(tokenizer.get_vocab().items())
-    return json.dumps(identity, sort_keys=True, default=str)
 
 
 def _iter_list_column(features, column: str, batch_size: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:

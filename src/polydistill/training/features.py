@@ -95,19 +95,35 @@ FEATURES_VERSION = 1
 
 def _features_fingerprint(
     dataset: Dataset, tokenizer: PreTrainedTokenizerBase, teacher_tokenizer: PreTrainedTokenizerBase | None, settings: dict[str, Any]
-) -> str | None:
+) -> str:
     """The map's fingerprint from what the features depend on: the input's fingerprint, the tokenizers'
-    serialisations and the settings. Left to ``datasets`` (None) for a slow tokenizer; for a fast one
-    this skips its default, which pickles the closure and with it the tokenizers (about 10 s per map
-    for a 250k-piece vocabulary, paid again by every trial of a search)."""
-    tokenizers = [t for t in (tokenizer, teacher_tokenizer) if t is not None]
-    if not all(t.is_fast for t in tokenizers):
-        return None
+    identities and the settings. ``datasets``' default pickles the closure and with it the tokenizers
+    (about 10 s per map for a 250k-piece vocabulary, paid again by every trial of a search)."""
     digest = hashlib.sha256(json.dumps([FEATURES_VERSION, dataset._fingerprint, settings], sort_keys=True).encode())
-    for each in tokenizers:
-        digest.update(each.backend_tokenizer.to_str().encode())
-        digest.update(json.dumps([each.model_max_length, each.padding_side, each.truncation_side]).encode())
+    for each in (tokenizer, teacher_tokenizer):
+        if each is not None:
+            digest.update(tokenizer_identity(each).encode())
     return digest.hexdigest()[:32]
+
+
+def tokenizer_identity(tokenizer) -> str:
+    """What decides a tokenizer's output: its full serialisation (fast tokenizers) or vocabulary,
+    its special tokens and its padding and truncation sides. The backend's truncation and padding
+    settings are left out: each encode or pad call sets them, so they say how it was last used."""
+    identity: dict[str, Any] = {
+        "special_tokens": getattr(tokenizer, "special_tokens_map", {}),
+        "padding_side": getattr(tokenizer, "padding_side", None),
+        "truncation_side": getattr(tokenizer, "truncation_side", None),
+    }
+    if getattr(tokenizer, "is_fast", False):
+        backend = json.loads(tokenizer.backend_tokenizer.to_str())
+        # call-time state that every encode/pad call rewrites, not part of what the tokenizer is
+        backend.pop("truncation", None)
+        backend.pop("padding", None)
+        identity["backend"] = backend
+    else:
+        identity["vocabulary"] = sorted(tokenizer.get_vocab().items())
+    return json.dumps(identity, sort_keys=True, default=str)
 
 
 class DistillationCollator:
